@@ -197,12 +197,14 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, valid=None, eos_id=None,
-                 pad_id=None, generator=None):
+                 pad_id=None, generator=None, logprobs=False):
         """Continue each row of idx (B, T) by up to max_new_tokens; returns (B, T + n), n <= max_new_tokens.
 
         temperature=0 is greedy (argmax) and deterministic. valid marks left padding (see forward).
         With eos_id set, a row that emitted it continues with pad_id (default eos_id), and decoding stops
         as soon as every row has ended. generator: a seeded torch.Generator for reproducible samples.
+        logprobs=True also returns (B, n) log-probs of the new tokens under the model itself (temperature 1,
+        the policy that RL differentiates), 0 after a row ended.
         """
         B, T = idx.shape
         if T + max_new_tokens > self.config.block_size:
@@ -215,18 +217,24 @@ class GPT(nn.Module):
         cache = KVCache(self.config, B, T + max_new_tokens, idx.device, dtype)
         logits = self(idx, valid=valid, cache=cache, last_only=True)[:, -1]  # (B, V) batched prefill
         out = torch.empty(B, max_new_tokens, dtype=idx.dtype, device=idx.device)
+        out_lp = torch.zeros(B, max_new_tokens, device=idx.device)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         n = 0
         for n in range(1, max_new_tokens + 1):
             tok = sample_next(logits, temperature, top_k, generator)  # (B,)
             if eos_id is not None:
                 tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+            if logprobs:  # rows that ended before this step get 0
+                lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]  # (B,)
+                out_lp[:, n - 1] = lp.masked_fill(done, 0.0)
+            if eos_id is not None:
                 done |= tok == eos_id
             out[:, n - 1] = tok
             if n == max_new_tokens or (eos_id is not None and bool(done.all())):
                 break
             logits = self(tok[:, None], cache=cache, last_only=True)[:, -1]  # (B, V)
-        return torch.cat([idx, out[:, :n]], dim=1)
+        tokens = torch.cat([idx, out[:, :n]], dim=1)
+        return (tokens, out_lp[:, :n]) if logprobs else tokens
 
     @classmethod
     def from_pretrained(cls, name_or_path):

@@ -221,3 +221,106 @@ def test_gpt2_bpe_real_vocabulary(monkeypatch):
     assert tok.decode(tok.encode("x = 3\n<|endoftext|>")) == "x = 3\n<|endoftext|>"
     assert tok.eos_id == 50256 and tok.vocab_size == 50257
     assert from_description(tok.describe()).encode("Hello world") == [15496, 995]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the toy math task and the base corpus
+
+import score  # noqa: E402  (argparse is built at import; main() parses only when called)
+from data import toy_math  # noqa: E402
+
+
+def test_toy_math_splits_disjoint_and_solver_exact():
+    test = toy_math.problems("test", 1000)
+    train = toy_math.problems("train", 5000)
+    key = lambda q: tuple(sorted(q["terms"]))  # a problem's identity ignores operand order
+    assert len({key(q) for q in test}) == 1000 and not {key(q) for q in test} & {key(q) for q in train}
+    for q in test:  # the correct solver is exact; the misconception fails exactly on chained carries
+        assert score.reward(toy_math.solve(q["terms"]), q) == 1.0
+    buggy = [score.reward(toy_math.solve(q["terms"], toy_math.random.Random(0), p_bug=1.0), q) for q in test]
+    assert 0.3 < sum(buggy) / len(buggy) < 0.7
+
+
+def test_base_corpus_never_contains_held_out_problems():
+    tok = CharTokenizer(toy_math.ALPHABET)
+    task = score.Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    tokens, mask = score.corpus_batch(task, tok, toy_math.random.Random(1), 300, "cpu")
+    for row in tokens.tolist():
+        prompt = tok.decode(row).split("=")[0]
+        assert toy_math.split_of([int(t) for t in prompt.split("+")]) == "train"
+    instr = tok.encode(toy_math.INSTRUCTION)
+    row, m = tokens[0].tolist(), mask[0].tolist()
+    i = next(j for j in range(len(row)) if row[j:j + len(instr)] == instr)
+    assert sum(m[:10]) == 0 and sum(m[i:i + len(instr)]) == 0 and m[10] == 1  # loss on attempts only
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the two-turn sampler and the objectives
+
+
+def test_two_turn_sampler_masks_and_logprobs():
+    tok = CharTokenizer(toy_math.ALPHABET)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=128, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32)).eval()
+    probs = toy_math.problems("train", 6)
+    prompts = [tok.encode(q["prompt"][1:] if i % 2 else q["prompt"]) for i, q in enumerate(probs)]  # ragged
+    g = torch.Generator().manual_seed(0)
+    s = score.sample_two_turns(model, tok, prompts, toy_math.INSTRUCTION, 12, 1.0, g)
+    instr = tok.encode(toy_math.INSTRUCTION)
+    for i, x in enumerate(prompts):
+        row, m1, m2 = s["tokens"][i].tolist(), s["m1"][i], s["m2"][i]
+        assert row[:len(x)] == x and m1[:len(x)].sum() == 0 and m2[:len(x)].sum() == 0
+        a = [t for t, m in zip(row, m1.tolist()) if m]
+        b = [t for t, m in zip(row, m2.tolist()) if m]
+        assert tok.decode(a) == s["y1"][i] and tok.decode(b) == s["y2"][i]
+        s2 = int(m2.nonzero()[0])  # the instruction sits right before y2, unmasked
+        assert row[s2 - len(instr):s2] == instr and (m1 + m2)[s2 - len(instr):s2].sum() == 0
+        assert (m1 * m2).sum() == 0 and (m1 + m2)[len([t for t in row if t != tok.pad_id]):].sum() == 0
+    with torch.no_grad():  # the cached, left-padded sampler's log-probs equal a plain forward's
+        lp = score.token_logprobs(model, s["tokens"])
+    mask = s["m1"] + s["m2"]
+    assert (mask * (lp - s["logp"])).abs().max() < 1e-4
+    again = score.sample_two_turns(model, tok, prompts, toy_math.INSTRUCTION, 12, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(again["tokens"], s["tokens"])  # seeded: reproducible
+
+
+def test_rloo_and_turn_credits():
+    c = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # two prompts, k = 4
+    assert torch.allclose(score.rloo(c, 4), torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3, 0, 0, 0, 0]))
+    r1, r2 = torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.tensor([1.0, 0.0, 1.0, 0.0])
+    kl1, kl2 = torch.tensor([2.0, 0, 0, 0]), torch.tensor([0.0, 0, 0, 3.0])
+    c1, c2 = score.turn_credits("stage1", r1, r2, kl1, kl2, alpha=10, beta1=0.01, beta2=0.1)
+    assert torch.allclose(c1, torch.tensor([-0.2, 0, 0, 0])) and torch.allclose(c2, torch.tensor([1, 0, 1, -0.03]))
+    c1, c2 = score.turn_credits("stage2", r1, r2, kl1, kl2, alpha=10, beta1=0.01, beta2=0.1)
+    assert torch.allclose(c1, torch.tensor([-0.02, 1, 1, 0]))  # y1 credited with r(y1) only (gamma = 0)
+    assert torch.allclose(c2, torch.tensor([11, -10, 1, -0.03]))  # bonus alpha*(r2 - r1): i->c +10, c->i -10
+
+
+def test_metrics_on_hand_built_answers():
+    assert score.edit_distance("kitten", "sitting") == 3 and score.answer_of("1+1+0=02,ans:00002") == "00002"
+    assert score.reward("x,ans:01807", {"answer": "1807"}) == 1.0 and score.reward("ans:", {"answer": "0"}) == 0.0
+
+
+def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
+    out = str(tmp_path)
+    common = ["--out", out, "--seed", "1"]
+    score.main(["--stage", "base", *common, "--steps", "4", "--batch", "8", "--n_layer", "1", "--n_embd", "32",
+                "--n_head", "2", "--lr", "3e-3"])
+    # a stage interrupted after its step-2 checkpoint, then resumed: continues at step 3, not from scratch
+    rl = ["--init", f"{out}/base.pt", "--batch", "4", "--k", "2", "--ckpt_every", "2", "--max_new", "48"]
+    score.main(["--stage", "stage1", *common, *rl, "--steps", "2"])
+    os.remove(f"{out}/stage1.pt")
+    score.main(["--stage", "stage1", *common, *rl, "--steps", "4", "--resume"])
+    score.main(["--stage", "stage2", *common, "--init", f"{out}/stage1.pt", "--batch", "4", "--k", "2", "--steps", "2"])
+    score.main(["--stage", "eval", *common, "--n_test", "20"])
+    import json
+    steps = [(r["name"], r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl"))]
+    assert [s for n, s in steps if n == "stage1"] == [1, 2, 3, 4]
+    rows = json.load(open(f"{out}/results.json"))
+    assert [r["model"] for r in rows] == ["base", "stage1", "score"]
+    for r in rows:
+        assert r["n"] == 20 and all(0 <= r[k] <= 1 for k in ("acc_t1", "acc_t2", "delta_i_to_c", "delta_c_to_i"))
+        assert abs(r["delta"] - (r["acc_t2"] - r["acc_t1"])) < 1e-9
+        assert abs(r["delta"] - (r["delta_i_to_c"] - r["delta_c_to_i"])) < 1e-9
+    _, state = load_checkpoint(f"{out}/score.pt")
+    assert state["ref"] == f"{out}/base.pt"  # Stage II keeps the base model as its KL reference

@@ -1,0 +1,423 @@
+"""
+score.py: SCoRe (Kumar, Zhuang et al. 2024, "Training Language Models to Self-Correct via RL"), training and
+evaluation in one readable file.
+
+A model answers a problem (attempt y1), is shown a fixed correction instruction p, and answers again (y2).
+Stages (--stage):
+  base    pre-train the toy base model on the imperfect solver's two-turn traces (data/toy_*.py): it makes
+          real first-attempt mistakes and does not self-correct, like the paper's instruction-tuned start.
+  stage1  Eq. 3:  max E[ r(y2) - beta2 KL(pi(.|x) || ref(.|x)) - beta1 KL(pi(.|x,y1,p) || ref) ]
+          learn to correct while the strong beta2 KL pins the *first* attempt to the base model.
+  stage2  Eq. 4:  max E[ sum_i  r^(y_i) - beta1 KL ],  r^(y1) = r(y1),  r^(y2) = r(y2) + alpha (r(y2) - r(y1))
+          both attempts trained, each credited with its own reward (gamma = 0), plus the progress bonus.
+  eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
+          delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio.
+
+Estimators, one each:
+  - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
+    al. 2024, the paper's cited REINFORCE): advantage_i = c_i - mean_{j != i} c_j, computed per turn.
+  - KL: the k1 estimate  sum_t [log pi(y_t) - log ref(y_t)]  of each turn, folded into that turn's reward
+    (detached), as Ahmadian et al. do; its REINFORCE gradient is the exact gradient of KL(pi || ref).
+  - Loss averaging: sum over a turn's tokens (a sequence-level policy gradient), mean over samples.
+
+Departures from the paper, numbered:
+  1. Toy scale: a ~1M-parameter GPT pre-trained from scratch in minutes replaces Gemini; lr 1e-4 (not 5e-6)
+     and a few dozen steps (not thousands) because the model is tiny and the CPU budget is minutes.
+  2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of
+     y2 does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
+  3. Checkpoints are the last step of each stage, not "highest training reward" (one fewer knob).
+
+Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
+One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
+"""
+import argparse
+import json
+import math
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data import toy_math
+from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
+from tokenizer import CharTokenizer, from_description
+
+# ----------------------------------------------------------------------------------------------------------
+# configuration
+
+p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+p.add_argument("--stage", choices=["base", "stage1", "stage2", "eval"], required=True, help="what to run (see above)")
+p.add_argument("--task", choices=["math"], default="math", help="toy task")
+p.add_argument("--init", default="", help="checkpoint to start from: our .pt file (stage1/2, eval), or a Hugging "
+               "Face GPT-2 directory; empty = a fresh model (base)")
+p.add_argument("--ref", default="", help="frozen reference model for the KL terms (default: the --init model of "
+               "stage1, i.e. the base model; stage2 reads it from its init checkpoint)")
+p.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
+p.add_argument("--name", default="", help="checkpoint name to write (default: the stage name; stage2 -> score)")
+p.add_argument("--evaluate", default="base,stage1,score", help="eval: comma-separated checkpoint names in --out")
+p.add_argument("--seed", type=int, default=0, help="seeds problem order, sampling and init")
+p.add_argument("--device", default="", help="cpu | cuda | mps; empty = autodetect cuda -> mps -> cpu")
+# model (base stage only)
+p.add_argument("--n_layer", type=int, default=4, help="base: transformer blocks")
+p.add_argument("--n_head", type=int, default=4, help="base: attention heads")
+p.add_argument("--n_embd", type=int, default=128, help="base: residual width")
+p.add_argument("--block_size", type=int, default=128, help="base: context length in tokens")
+# optimisation
+p.add_argument("--steps", type=int, default=50, help="optimizer steps of this stage")
+p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant for RL, cosine for base)")
+p.add_argument("--warmup", type=int, default=10, help="RL: linear learning-rate warmup steps (Adam's first "
+               "steps on noisy policy gradients otherwise jolt a small pre-trained model)")
+p.add_argument("--batch", type=int, default=64, help="prompts per step (RL) or sequences per step (base)")
+p.add_argument("--k", type=int, default=4, help="RL: samples per prompt (the RLOO group)")
+p.add_argument("--alpha", type=float, default=10.0, help="Stage II: progress bonus weight (paper: 10)")
+p.add_argument("--beta1", type=float, default=0.01, help="KL weight on every turn (paper: 0.01)")
+p.add_argument("--beta2", type=float, default=0.1, help="Stage I: KL weight on the first attempt (paper: 0.1 math)")
+p.add_argument("--temperature", type=float, default=1.0, help="RL sampling temperature (paper: 1.0)")
+p.add_argument("--max_new", type=int, default=48, help="max tokens per attempt")
+# evaluation, logging, checkpoints
+p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
+p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps (0: off)")
+p.add_argument("--n_val", type=int, default=200, help="validation problems for --eval_every")
+p.add_argument("--ckpt_every", type=int, default=10, help="write the resumable <name>_last.pt every N steps")
+p.add_argument("--resume", action="store_true", help="continue from <out>/<name>_last.pt if it exists")
+
+
+@dataclass
+class Task:
+    """What score.py needs of a toy task (data/toy_*.py): problems, the fixed instruction, the corpus."""
+    module: object
+    instruction: str
+    alphabet: str
+
+
+def derive(args):
+    args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
+    args.device = get_device(args.device or None)
+    args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    os.makedirs(args.out, exist_ok=True)
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rewards (binary, exact answer match)
+
+ANS = re.compile(r"ans:(\d{1,12})")
+
+
+def answer_of(text):
+    m = ANS.findall(text)
+    return m[-1] if m else None
+
+
+def reward(text, problem):
+    a = answer_of(text)
+    return float(a is not None and int(a) == int(problem["answer"]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the two-turn sampler
+
+
+def left_pad(rows, pad_id, device):
+    """List of token lists -> idx (B, T) left-padded, valid (B, T) True on real tokens."""
+    T = max(len(r) for r in rows)
+    idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(rows), T, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        idx[i, T - len(r):] = torch.tensor(r, dtype=torch.long)
+        valid[i, T - len(r):] = True
+    return idx.to(device), valid.to(device)
+
+
+def ended(tokens, eos_id):
+    """A sampled turn as a list, cut after its first end-of-turn token; (tokens, hit_eos)."""
+    return (tokens[:tokens.index(eos_id) + 1], True) if eos_id in tokens else (tokens, False)
+
+
+@torch.no_grad()
+def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, generator):
+    """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists.
+
+    Returns a dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on
+    the sampled tokens of y1 / y2 (their end-of-turn included), 0 on prompt, instruction, padding and any
+    forced end-of-turn; logp (N, T) the sampler's log-probs of the sampled tokens (0 elsewhere); y1, y2 texts.
+    """
+    dev = next(model.parameters()).device
+    idx, valid = left_pad(prompts, tok.pad_id, dev)
+    out, lp = model.generate(idx, max_new, temperature, valid=valid, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                             generator=generator, logprobs=True)
+    y1 = [ended(r, tok.eos_id) for r in out[:, idx.shape[1]:].tolist()]
+    lp1 = lp.tolist()
+    # turn 2 context: x, y1 (closed with a forced end-of-turn if it ran out of tokens), the instruction
+    instr = tok.encode(instruction)
+    ctx = [x + y + ([] if hit else [tok.eos_id]) + instr for x, (y, hit) in zip(prompts, y1)]
+    idx2, valid2 = left_pad(ctx, tok.pad_id, dev)
+    out2, lp2 = model.generate(idx2, max_new, temperature, valid=valid2, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                               generator=generator, logprobs=True)
+    y2 = [ended(r, tok.eos_id) for r in out2[:, idx2.shape[1]:].tolist()]
+    lp2 = lp2.tolist()
+    # assemble right-padded training sequences and their masks (Python per row, once per batch)
+    N, T = len(prompts), max(len(c) + len(y) + 1 for c, (y, _) in zip(ctx, y2))
+    tokens = torch.full((N, T), tok.pad_id, dtype=torch.long)
+    m1, m2, logp = torch.zeros(N, T), torch.zeros(N, T), torch.zeros(N, T)
+    for i, (x, (a, hit1), c, (b, hit2)) in enumerate(zip(prompts, y1, ctx, y2)):
+        seq = c + b + ([] if hit2 else [tok.eos_id])
+        tokens[i, :len(seq)] = torch.tensor(seq)
+        s1, s2 = len(x), len(c)  # where y1 and y2 start
+        m1[i, s1:s1 + len(a)] = 1
+        m2[i, s2:s2 + len(b)] = 1
+        logp[i, s1:s1 + len(a)] = torch.tensor(lp1[i][:len(a)])
+        logp[i, s2:s2 + len(b)] = torch.tensor(lp2[i][:len(b)])
+    return dict(tokens=tokens.to(dev), m1=m1.to(dev), m2=m2.to(dev), logp=logp.to(dev),
+                y1=[tok.decode(a) for a, _ in y1], y2=[tok.decode(b) for b, _ in y2])
+
+
+def token_logprobs(model, tokens):
+    """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
+    logits = model(tokens[:, :-1])  # (N, T-1, V), fp32
+    lp = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]  # (N, T-1)
+    return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+def edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+@torch.no_grad()
+def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, seed=0):
+    """Two-turn evaluation (greedy by default, as in the paper); returns the metrics row."""
+    model.eval()
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    r1, r2, changed, ratios = [], [], [], []
+    for i in range(0, len(problems), batch):
+        chunk = problems[i:i + batch]
+        s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
+                             temperature, g)
+        for q, a, b in zip(chunk, s["y1"], s["y2"]):
+            r1.append(reward(a, q))
+            r2.append(reward(b, q))
+            changed.append(answer_of(a) != answer_of(b))
+            ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
+    n = len(problems)
+    t1, t2 = sum(r1) / n, sum(r2) / n
+    i2c = sum(1 for a, b in zip(r1, r2) if a == 0 and b == 1) / n
+    c2i = sum(1 for a, b in zip(r1, r2) if a == 1 and b == 0) / n
+    return dict(acc_t1=t1, acc_t2=t2, delta=t2 - t1, delta_i_to_c=i2c, delta_c_to_i=c2i,
+                changed=sum(changed) / n, edit_ratio=sum(ratios) / n, n=n)
+
+
+def table(rows):
+    head = f"{'model':<10}{'acc@t1':>8}{'acc@t2':>8}{'delta':>8}{'i->c':>8}{'c->i':>8}{'changed':>9}{'edit':>7}{'n':>6}"
+    lines = [head] + [f"{r['model']:<10}{100 * r['acc_t1']:>8.1f}{100 * r['acc_t2']:>8.1f}{100 * r['delta']:>+8.1f}"
+                      f"{100 * r['delta_i_to_c']:>8.1f}{100 * r['delta_c_to_i']:>8.1f}{100 * r['changed']:>9.1f}"
+                      f"{r['edit_ratio']:>7.3f}{r['n']:>6}" for r in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# stage "base": the toy base model from the imperfect solver's two-turn corpus
+
+
+def corpus_batch(task, tok, rng, batch, device):
+    """batch sequences [x, y1, eot, p, y2, eot] of random train problems; loss mask on y1, y2 (and eots)."""
+    rows, masks = [], []
+    for _ in range(batch):
+        terms = task.module.sample_terms(rng)
+        while task.module.split_of(terms) != "train":  # never a validation or test problem
+            terms = task.module.sample_terms(rng)
+        x = tok.encode(task.module.make_problem(terms)["prompt"])
+        y1, y2 = task.module.corpus_pair(terms, rng)
+        y1, y2, instr = tok.encode(y1) + [tok.eos_id], tok.encode(y2) + [tok.eos_id], tok.encode(task.instruction)
+        rows.append(x + y1 + instr + y2)
+        masks.append([0] * len(x) + [1] * len(y1) + [0] * len(instr) + [1] * len(y2))
+    T = max(len(r) for r in rows)
+    tokens = torch.tensor([r + [tok.pad_id] * (T - len(r)) for r in rows], device=device)  # (B, T)
+    mask = torch.tensor([m + [0] * (T - len(m)) for m in masks], dtype=torch.float, device=device)  # (B, T)
+    return tokens, mask
+
+
+def train_base(args, log):
+    task = args.task_
+    tok = CharTokenizer(task.alphabet)
+    cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
+                    n_head=args.n_head, n_embd=args.n_embd)
+    torch.manual_seed(args.seed)
+    model = GPT(cfg).to(args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rng = random.Random(args.seed)
+    start = resume(args, model, opt, rng)
+    print(f"base model: {model.num_params() / 1e6:.2f}M parameters, {args.steps} steps of {args.batch} sequences")
+    val = args.task_.module.problems("val", args.n_val, seed=args.seed)
+    t0, ntok = time.time(), 0
+    for step in tqdm(range(start, args.steps), desc="base", disable=None):
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # cosine to 0
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        tokens, mask = corpus_batch(task, tok, rng, args.batch, args.device)
+        with autocast(args.device):
+            lp = token_logprobs(model, tokens)  # (B, T)
+        nll = -(lp * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        nll.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ntok += tokens.numel()
+        row = dict(stage="base", step=step + 1, nll=nll.item(), lr=lr, tok_per_s=ntok / (time.time() - t0))
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            row.update({f"val_{k}": v for k, v in evaluate(model, tok, task, val, args.max_new).items()})
+            model.train()
+        log(row)
+        if (step + 1) % args.ckpt_every == 0:
+            save_checkpoint(last_path(args), model, tok, optimizer=opt.state_dict(), step=step + 1,
+                            rng=rng.getstate(), stage=args.stage)
+    save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# stages I and II: on-policy multi-turn REINFORCE
+
+
+def rloo(c, k):
+    """Leave-one-out advantage over the k samples of each prompt: c (N,) grouped by prompt -> (N,)."""
+    g = c.view(-1, k)  # (B, k)
+    baseline = (g.sum(1, keepdim=True) - g) / (k - 1)  # (B, k): mean of the other k-1 samples
+    return (g - baseline).reshape(-1)  # (N,)
+
+
+def turn_credits(stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
+    """The reward credited to each attempt (gamma = 0: a turn is credited with its own reward only)."""
+    if stage == "stage1":
+        # Eq. 3: r(y2) on the second attempt; the first attempt is only held at the base model by beta2
+        return -beta2 * kl1, r2 - beta1 * kl2
+    # Eq. 4: r^(y1) = r(y1); r^(y2) = r(y2) + alpha * (r(y2) - r(y1)); beta1 KL on both turns
+    return r1 - beta1 * kl1, r2 + alpha * (r2 - r1) - beta1 * kl2
+
+
+def train_rl(args, log):
+    task = args.task_
+    policy, state = load_checkpoint(args.init)
+    tok = from_description(state["tokenizer"])
+    ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
+    ref, _ = load_checkpoint(ref_path)
+    policy.to(args.device).train()
+    ref.to(args.device).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0)
+    rng = random.Random(args.seed)
+    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    start = resume(args, policy, opt, rng, gen)
+    train = task.module.problems("train", 20000, seed=args.seed)
+    val = task.module.problems("val", args.n_val, seed=args.seed)
+    print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
+          f"{args.steps} steps x {args.batch} prompts x k={args.k}")
+    t0, ntok = time.time(), 0
+    for step in tqdm(range(start, args.steps), desc=args.stage, disable=None):
+        for gr in opt.param_groups:
+            gr["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+        batch = rng.sample(train, args.batch)
+        prompts = [tok.encode(q["prompt"]) for q in batch for _ in range(args.k)]  # N = batch * k, grouped
+        policy.eval()
+        s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
+        policy.train()
+        probs = [q for q in batch for _ in range(args.k)]
+        r1 = torch.tensor([reward(a, q) for a, q in zip(s["y1"], probs)], device=args.device)  # (N,)
+        r2 = torch.tensor([reward(b, q) for b, q in zip(s["y2"], probs)], device=args.device)  # (N,)
+        with torch.no_grad(), autocast(args.device):
+            ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
+        with autocast(args.device):
+            lp = token_logprobs(policy, s["tokens"])  # (N, T), with gradients
+        m1, m2 = s["m1"], s["m2"]
+        # k1 estimate of KL(pi || ref) per turn: sum over the turn's sampled tokens of log pi - log ref
+        kl1 = ((lp.detach() - ref_lp) * m1).sum(1)  # (N,)
+        kl2 = ((lp.detach() - ref_lp) * m2).sum(1)  # (N,)
+        c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2)  # (N,) each
+        a1, a2 = rloo(c1, args.k), rloo(c2, args.k)  # (N,) each
+        # REINFORCE with per-turn credit (gamma = 0): each turn's log-prob weighted by its own advantage
+        objective = ((a1[:, None] * lp * m1).sum(1) + (a2[:, None] * lp * m2).sum(1)).mean()
+        loss = -objective
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        ntok += int((m1 + m2).sum())
+        row = dict(stage=args.stage, step=step + 1, r1=r1.mean().item(), r2=r2.mean().item(),
+                   kl1=kl1.mean().item(), kl2=kl2.mean().item(), sampled_tok_per_s=ntok / (time.time() - t0))
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            row.update({f"val_{k}": v for k, v in evaluate(policy, tok, task, val, args.max_new).items()})
+        log(row)
+        if (step + 1) % args.ckpt_every == 0:
+            save_checkpoint(last_path(args), policy, tok, optimizer=opt.state_dict(), step=step + 1,
+                            rng=rng.getstate(), gen=gen.get_state(), ref=ref_path, stage=args.stage)
+    save_checkpoint(os.path.join(args.out, args.name + ".pt"), policy, tok, ref=ref_path, stage=args.stage)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checkpoints, logging, main
+
+
+def last_path(args):
+    return os.path.join(args.out, args.name + "_last.pt")
+
+
+def resume(args, model, opt, rng, gen=None):
+    """With --resume and a <name>_last.pt present: restore weights, optimizer and RNGs; return the next step."""
+    if not (args.resume and os.path.exists(last_path(args))):
+        return 0
+    saved, state = load_checkpoint(last_path(args))
+    if state.get("stage") != args.stage:
+        raise ValueError(f"{last_path(args)} was written by stage {state.get('stage')!r}, not {args.stage!r}")
+    model.load_state_dict(saved.state_dict())
+    opt.load_state_dict(state["optimizer"])
+    rng.setstate(state["rng"])
+    if gen is not None:
+        gen.set_state(state["gen"])
+    print(f"resumed {args.stage} from {last_path(args)} at step {state['step']}")
+    return state["step"]
+
+
+def main(argv=None):
+    args = derive(p.parse_args(argv))
+    metrics = os.path.join(args.out, "metrics.jsonl")
+
+    def log(row):
+        with open(metrics, "a") as f:
+            f.write(json.dumps({"name": args.name, "seed": args.seed, **row}) + "\n")
+        keys = [k for k in row if k not in ("stage", "step")]
+        tqdm.write(f"{args.stage} step {row['step']:4d} | " + " ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k in keys))
+
+    if args.stage == "base":
+        train_base(args, log)
+    elif args.stage in ("stage1", "stage2"):
+        if not args.init:
+            raise ValueError(f"--stage {args.stage} needs --init (a checkpoint to start from)")
+        train_rl(args, log)
+    else:
+        rows = []
+        test = args.task_.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
+        for name in args.evaluate.split(","):
+            model, state = load_checkpoint(os.path.join(args.out, name + ".pt"))
+            model.to(args.device)
+            tok = from_description(state["tokenizer"])
+            rows.append({"model": name, **evaluate(model, tok, args.task_, test, args.max_new)})
+        print(table(rows))
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

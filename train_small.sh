@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# train_small.sh: the whole SCoRe story on a toy task, from scratch, on a CPU in minutes:
+#   base model (imperfect-solver corpus) -> Stage I (Eq. 3) -> Stage II (Eq. 4) -> greedy test-set table.
+# Writes out_small/{base,stage1,score}.pt, metrics.jsonl and results.json.
+# Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (math).
+# Installs the requirements if torch/tiktoken/tqdm/numpy/safetensors are missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+SEED="${SEED:-0}"; OUT="${OUT:-out_small}"; DEVICE="${DEVICE:-}"; TASK="${TASK:-math}"
+PY="${PYTHON:-python3}"
+if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; then
+  "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q torch==2.13.0
+  "$PY" -m pip install -q -r requirements.txt
+fi
+common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
+start=$(date +%s)
+rm -f "$OUT/metrics.jsonl"
+"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3
+"$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   --steps 100 --batch 32 --k 4 --lr 1e-4
+"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" --steps 100 --batch 32 --k 4 --lr 1e-4
+"$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
+echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"
