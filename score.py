@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ from tqdm import tqdm
 
 from data import toy_math
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
+from rewards import extract_answer
 from tokenizer import CharTokenizer, from_description
 
 # ----------------------------------------------------------------------------------------------------------
@@ -104,19 +104,12 @@ def derive(args):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# rewards (binary, exact answer match)
-
-ANS = re.compile(r"ans:(\d{1,12})")
-
-
-def answer_of(text):
-    m = ANS.findall(text)
-    return m[-1] if m else None
+# rewards (binary): the toy answer "ans:<integer>" equals the gold integer
 
 
 def reward(text, problem):
-    a = answer_of(text)
-    return float(a is not None and int(a) == int(problem["answer"]))
+    a = extract_answer(text)
+    return float(a is not None and a.lstrip("-").isdigit() and int(a) == int(problem["answer"]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -211,7 +204,7 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
             r1.append(reward(a, q))
             r2.append(reward(b, q))
-            changed.append(answer_of(a) != answer_of(b))
+            changed.append(extract_answer(a) != extract_answer(b))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
     n = len(problems)
     t1, t2 = sum(r1) / n, sum(r2) / n

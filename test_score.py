@@ -1,21 +1,37 @@
 """
 test_score.py: the project's test suite (pytest). Run from the repo root:  python -m pytest -q test_score.py
 
-Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers. transformers is the test-time
+Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers, the toy math task and the SCoRe
+objectives (sampler masks, RLOO, credits, an end-to-end run with resume), then the graders of rewards.py
+(math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code).
+transformers is the test-time
 reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) skip with the reason when it
 is absent, as on a user's clone.
 """
+import ast
 import os
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+import rewards
+import score  # argparse is built at import; main() parses only when called
+from data import loaders, toy_code, toy_math
+
 from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 from tokenizer import CharTokenizer, GPT2Tokenizer, from_description
 
-SHARED = Path(__file__).resolve().parent.parent / "shared"
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent / "shared"
+REAL = SHARED / "realdata"
+real = pytest.mark.skipif(not REAL.is_dir(), reason=f"no real data at {REAL} (python data/prepare.py --out ...)")
 
 # ----------------------------------------------------------------------------------------------------------
 # model: parity with transformers
@@ -226,8 +242,6 @@ def test_gpt2_bpe_real_vocabulary(monkeypatch):
 # ----------------------------------------------------------------------------------------------------------
 # the toy math task and the base corpus
 
-import score  # noqa: E402  (argparse is built at import; main() parses only when called)
-from data import toy_math  # noqa: E402
 
 
 def test_toy_math_splits_disjoint_and_solver_exact():
@@ -297,7 +311,7 @@ def test_rloo_and_turn_credits():
 
 
 def test_metrics_on_hand_built_answers():
-    assert score.edit_distance("kitten", "sitting") == 3 and score.answer_of("1+1+0=02,ans:00002") == "00002"
+    assert score.edit_distance("kitten", "sitting") == 3 and score.extract_answer("1+1+0=02,ans:00002") == "00002"
     assert score.reward("x,ans:01807", {"answer": "1807"}) == 1.0 and score.reward("ans:", {"answer": "0"}) == 0.0
 
 
@@ -324,3 +338,306 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
         assert abs(r["delta"] - (r["delta_i_to_c"] - r["delta_c_to_i"])) < 1e-9
     _, state = load_checkpoint(f"{out}/score.pt")
     assert state["ref"] == f"{out}/base.pt"  # Stage II keeps the base model as its KL reference
+
+
+# ---------------------------------------------------------------- math: extraction and equivalence
+
+EQUIVALENT = [
+    ("\\frac{1}{2}", "0.5"), ("\\dfrac{1}{2}", "\\frac12"), ("\\tfrac{3}{4}", "3/4"), ("\\frac{3}{4}", "0.75"),
+    ("1/2", "\\frac{1}{2}"), ("-\\frac{1}{2}", "\\frac{-1}{2}"), ("-1/2", "-0.5"), ("\\left( 1, 2 \\right)", "(1,2)"),
+    ("(1, 2]", "(1,2]"), ("[0, \\infty)", "[0,\\infty)"), ("1, 2", "2, 1"), ("\\{1, 2, 3\\}", "3, 1, 2"),
+    ("1,000", "1000"), ("1{,}000", "1000"), ("1,234,567", "1234567"), ("\\$18.90", "18.9"), ("50\\%", "50"),
+    ("90^\\circ", "90"), ("90^{\\circ}", "90"), ("10\\text{ cm}", "10"), ("5 \\mbox{ inches}", "5"),
+    ("12 dollars", "12"), ("\\text{Evelyn}", "Evelyn"), ("x = 5", "5"), ("k=-3", "-3"), ("y = 2x + 3", "2x+3"),
+    ("\\sqrt{2}", "\\sqrt2"), ("2\\sqrt{3}", "2 \\sqrt 3"), ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}2"),
+    ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"), (".5", "0.5"), ("5.", "5"), ("5.0", "5"), ("2\\frac{1}{2}", "\\frac{5}{2}"),
+    ("\\text{(C)}", "C"), ("\\textbf{(A)}", "(A)"), ("3\\pi", "3 \\pi"), ("\\pi/2", "\\frac{\\pi}{2}"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("x \\in [1, 2]", "[1,2]"),
+    ("(3, -\\frac{1}{2})", "(3, -0.5)"), ("\\left[ \\frac{1}{2}, 1 \\right)", "[0.5, 1)"), ("-5", "-5.00"),
+    ("007", "7"), ("1,2,2", "2,1,2"), ("\\dfrac{\\pi}{3}", "\\frac{\\pi}{3}"), ("4\\text{ cm}^2", "4"),
+    ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("\\frac{6}{4}", "1.5"), ("-\\dfrac{3}{4}", "-0.75"),
+]
+NOT_EQUIVALENT = [
+    ("\\frac{1}{2}", "\\frac{1}{3}"), ("0.33", "\\frac{1}{3}"), ("(1, 2)", "(2, 1)"), ("(1, 2]", "[1, 2)"),
+    ("[1, 2]", "(1, 2)"), ("(1,2)", "1,2"), ("1, 2", "1, 3"), ("1, 2", "1, 2, 3"), ("1, 1, 2", "1, 2, 2"),
+    ("\\{1, 2\\}", "\\{1, 2, 3\\}"), ("2x", "2"), ("x+1", "x-1"), ("\\sqrt{2}", "\\sqrt{3}"), ("10", "100"),
+    ("-5", "5"), ("\\infty", "-\\infty"), ("1/2", "2/1"), ("A", "B"), ("(A)", "(B)"), ("\\text{Evelyn}", "Evelin"),
+    ("1,000", "1"), ("1,000", "1, 0"), ("3\\pi", "3"), ("\\frac{\\pi}{2}", "\\frac{\\pi}{3}"), ("0", ""),
+    ("5", None), ("2\\frac{1}{2}", "1"), ("1.5", "1.05"), ("12", "1.2"), ("x=5", "x=6"),
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
+    ("(0, \\infty)", "[0, \\infty)"), ("(1,2,3)", "(1,3,2)"), ("50\\%", "0.5"), ("-\\frac{1}{2}", "\\frac{1}{2}"),
+    ("y = 2x + 3", "2x-3"), ("\\sqrt{2}/2", "\\frac{\\sqrt{3}}{2}"), ("10\\text{ cm}", "100"), ("90^\\circ", "9"),
+    ("\\$18.90", "18.09"), ("5x", "5"), ("2m", "2"), ("(1, 2)", "\\{1, 2\\}"), ("3, 4", "(3, 4)"), ("1", "true"),
+    (True, "1"), ("\\frac{1}{0}", "\\frac{2}{0}"),
+]
+
+
+def test_math_equal_tables():
+    assert len(EQUIVALENT) >= 40 and len(NOT_EQUIVALENT) >= 40
+    assert [p for p in EQUIVALENT if not (rewards.math_equal(*p) and rewards.math_equal(*p[::-1]))] == []
+    assert [p for p in NOT_EQUIVALENT if rewards.math_equal(*p) or rewards.math_equal(*p[::-1])] == []
+
+
+def test_extract_answer_formats():
+    cases = [
+        ("so x=3.\nFinal Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "\\frac{1}{2}"),
+        ("Final Answer: The final answer is $\\$5$. I hope it is correct.", "\\$5"),
+        ("first \\boxed{1} then \\boxed{\\frac{1}{\\sqrt{2}}} done", "\\frac{1}{\\sqrt{2}}"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"), ("The answer is \\boxed 5$.", "5"),
+        ("Natalia sold 48/2 = 24 clips.\n#### 1,072", "1,072"), ("7+9+0=16,ans:00936\nrecheck:\nans:-42", "-42"),
+        ("3+4=07,ans:007", "007"), ("\\boxed{2}\nFinal Answer: The final answer is $3$. I hope it is correct.", "3"),
+        ("no answer here", None), ("\\boxed{1", None), ("", None), ("#### ", None), ("plans:5", None),
+    ]
+    assert [(t, e, rewards.extract_answer(t)) for t, e in cases if rewards.extract_answer(t) != e] == []
+    assert rewards.math_reward("...\\boxed{0.5}", "\\frac12") == 1.0 and rewards.math_reward("\\boxed{1}", "2") == 0.0
+
+
+@real
+def test_math500_answers_equal_themselves_and_wrapped():
+    bad = []
+    for r in loaders.load_math(REAL / "math500" / "test.jsonl"):
+        a = r["answer"]
+        wrapped = [f"We get \\boxed{{{a}}}.", f"Final Answer: The final answer is ${a}$. I hope it is correct."]
+        if not rewards.math_equal(a, a) or not all(rewards.math_equal(rewards.extract_answer(t), a) for t in wrapped):
+            bad.append(a)
+    assert bad == []
+
+
+@real
+def test_gsm8k_gold_extracts_from_its_solution():
+    recs = loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
+    assert all(rewards.math_equal(rewards.extract_answer(r["solution"]), r["answer"]) for r in recs)
+
+
+JUNK = ["", "\x00\xff\xfe\x01binary\x07", "{{{", "}}}", "\\boxed{", "\\frac{" * 1000, "1" * (1 << 20),
+        "\\boxed{" + "x" * (1 << 20) + "}", "(" * 5000, "\ud800", None, b"\x00bytes", 3.5e300, object()]
+
+
+def test_malformed_inputs_never_raise():
+    for x in JUNK:
+        e = rewards.extract_answer(x)
+        assert e is None or (isinstance(e, str) and len(e) <= rewards.MAX_TEXT)
+        assert rewards.math_equal(x, "1") is False and rewards.math_reward(x, "1") == 0.0
+        if not isinstance(x, float):
+            assert rewards.math_equal(x, x) is False, repr(x)[:40]
+    big = "\\boxed{" + "9" * 900 + "}" + "x" * (1 << 20)  # 1 MB of output: no answer, quickly
+    t = time.perf_counter()
+    assert rewards.extract_answer(big) is None and time.perf_counter() - t < 1.0
+    t = time.perf_counter()
+    assert rewards.math_equal("1" + "0" * 999, "1" + "0" * 999) and time.perf_counter() - t < 1.0
+    assert rewards.execute_many(["", "   \n", None, 123, b"x = 1", ["x = 1", 5], "\x00", "{{{", "x" * (2 << 20),
+                                 "\ud800"], 2.0) == [False] * 10
+
+
+# ---------------------------------------------------------------- the sandbox
+
+def test_sandbox_runs_honest_programs():
+    progs = [
+        "x = 1",
+        ["def f(x):\n    return x + 1\n", "assert f(1) == 2\n", "assert f(2) == 3"],
+        "import math, heapq, collections, itertools, re, typing, fractions, hashlib, random\nprint(math.pi)",
+        "import os\nopen('here.txt', 'w').write('x')\nopen(os.path.expanduser('~/h.txt'), 'w').write('x')\n"
+        "assert open('here.txt').read() == 'x' and os.environ['HOME'] and 'PYTHONPATH' not in os.environ",
+        "import threading\nt = threading.Thread(target=lambda: None)\nt.start()\nt.join()",
+        "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'], check=True)",
+    ]
+    res = rewards.run_sandboxed(progs, 5.0)
+    assert [r["ok"] for r in res] == [True] * len(progs), [r["out"][-300:] for r in res]
+    bad = rewards.run_sandboxed([["x = 1", "assert x == 2, 'nope'"]], 5.0)[0]
+    assert not bad["ok"] and "nope" in bad["out"]
+
+
+def _sandbox_procs():
+    """Pids of processes running as a sandbox uid (root mode)."""
+    out = []
+    for e in os.scandir("/proc"):
+        try:
+            if e.name.isdigit() and e.stat().st_uid >= rewards.UID_BASE:
+                out.append(e.name)
+        except OSError:
+            pass
+    return out
+
+
+TESTS_FAIL = "assert False, 'the tests ran'"
+ADVERSARIAL = {
+    "infinite loop": "while True:\n    pass",
+    "sleep": "import time\ntime.sleep(60)",
+    "huge allocation": "x = bytearray(1 << 40)",
+    "memory bomb": "a = []\nwhile True:\n    a.append(bytearray(1 << 24))",
+    "fork bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    "deep recursion": "def f(n):\n    return f(n + 1)\nf(0)",
+    "deep recursion, no limit": "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)",
+    "100 MB of output": "import sys\nsys.stdout.write('x' * 100_000_000)",
+    "100 MB of output, errors swallowed": "for i in range(100_000):\n    try:\n        print('x' * 1000)\n"
+                                          "    except BaseException:\n        pass",
+    "kill the parent": ["import os\nos.kill(os.getppid(), 9)", TESTS_FAIL],
+    "os._exit(0) before the tests": ["import os\nos._exit(0)", TESTS_FAIL],
+    "sys.exit(0) before the tests": ["import sys\nsys.exit(0)", TESTS_FAIL],
+    "raise SystemExit before the tests": ["raise SystemExit", TESTS_FAIL],
+    "exit in a finally": ["import os\ntry:\n    pass\nfinally:\n    os._exit(0)", TESTS_FAIL],
+    "fork, parent exits 0": ["import os\nif os.fork():\n    os._exit(0)", "pass"],
+    "open string swallows the tests": ["def f():\n    return 1\nx = '''", "assert f() == 2"],
+    "open string in one program": "def f():\n    return 1\nx = '''\nassert f() == 2",
+    "daemon that escapes its group": ["import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)",
+                                      TESTS_FAIL],
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_adversarial_program_fails_in_time(name):
+    t = time.perf_counter()
+    assert rewards.execute(ADVERSARIAL[name], timeout=1.0) is False
+    assert time.perf_counter() - t < 2.0
+    assert rewards.execute(["def f():\n    return 1", "assert f() == 1"], 2.0)  # the pool recovered
+    if "uid" in rewards.sandbox_features():  # nothing it started outlives it
+        deadline = time.monotonic() + 10
+        while _sandbox_procs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _sandbox_procs() == []
+
+
+def test_cannot_kill_the_caller():
+    if not {"uid", "ns"} & set(rewards.sandbox_features()):
+        pytest.skip("without a uid or pid namespace of its own the program could kill this test process")
+    assert rewards.execute([f"import os\nos.kill({os.getpid()}, 9)", TESTS_FAIL], 2.0) is False
+    assert rewards.execute(["import os\nos.kill(-1, 9)", TESTS_FAIL], 2.0) is False  # all it may signal
+    assert rewards.execute(["def f():\n    return 1", "assert f() == 1"], 2.0)
+
+
+def test_no_file_written_outside_its_directory():
+    if "ro" not in rewards.sandbox_features():
+        pytest.skip("no mount namespace here: absolute paths outside the sandbox are writable (rewards.py, 2.)")
+    name = f"score-sandbox-probe-{uuid.uuid4().hex}"
+    targets = [Path.home() / name, Path("/tmp") / name, Path("/var/tmp") / name, Path("/dev/shm") / name]
+    tmp_root = Path(tempfile.gettempdir())
+    before = set(tmp_root.glob("score-sandbox-*"))
+    writes = "".join(f"open({str(p)!r}, 'w').write('x')\n" for p in targets)
+    assert rewards.execute([f"import os\nopen(os.path.expanduser('~/{name}'), 'w').write('x')\n" + writes,
+                            TESTS_FAIL], 2.0) is False  # these writes succeed, inside the sandbox
+    assert rewards.execute([f"open({str(HERE / name)!r}, 'w').write('x')", "pass"], 2.0) is False  # read-only
+    assert rewards.execute([f"import os\nos.makedirs({str(HERE / name)!r})", "pass"], 2.0) is False
+    assert [p for p in targets + [HERE / name] if p.exists()] == []
+    assert set(tmp_root.glob("score-sandbox-*")) - before == set()  # its temporary directories are gone
+
+
+# ---------------------------------------------------------------- code rewards on real data
+
+def _stub(code):
+    """MBPP reference code with every top-level function body replaced by `pass` (imports, classes kept)."""
+    with warnings.catch_warnings():  # some references have "\w" in plain strings
+        warnings.simplefilter("ignore")
+        tree = ast.parse(code)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            node.body = [ast.Pass()]
+    return ast.unparse(tree)
+
+
+@real
+def test_humaneval_and_mbpp_references_pass_and_stubs_fail():
+    he = loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
+    mb = loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
+    progs = [rewards.humaneval_program(p, p["canonical_solution"]) for p in he]
+    progs += [rewards.humaneval_program(p, c) for c in ("    pass\n", "    return None\n") for p in he]
+    progs += [rewards.mbpp_program(p, p["code"]) for p in mb] + [rewards.mbpp_program(p, _stub(p["code"])) for p in mb]
+    ok = rewards.execute_many(progs, timeout=10.0, workers=2)
+    n, m = len(he), len(mb)
+    assert (n, m) == (164, 427)
+    assert [he[i]["task_id"] for i in range(n) if not ok[i]] == []
+    assert [he[i % n]["task_id"] for i in range(n, 3 * n) if ok[i]] == []
+    assert [mb[i]["task_id"] for i in range(m) if not ok[3 * n + i]] == []
+    assert [mb[i]["task_id"] for i in range(m) if ok[3 * n + m + i]] == []
+    assert rewards.humaneval_reward(he[0], he[0]["canonical_solution"]) == 1.0
+    assert rewards.mbpp_reward(mb[0], "def nothing(): pass") == 0.0
+
+
+# ---------------------------------------------------------------- the toy code task
+
+def test_toy_code_splits_disjoint_and_alphabet():
+    for level in (0, 2):
+        s = toy_code.make_splits(seed=0, n_train=2000, n_val=100, n_test=100, level=level)
+        ids = {k: {p["id"] for p in v} for k, v in s.items()}
+        assert len(ids["test"]) == 100 and len(ids["val"]) == 100 and len(s["train"]) == 2000
+        assert not (ids["test"] & ids["train"] or ids["val"] & ids["train"] or ids["test"] & ids["val"])
+        for p in s["test"] + s["val"] + s["train"][:200]:
+            shown = {int(t.split("=")[0][2:-1]) for t in p["prompt"].strip().split(";") if t}
+            assert len(p["tests"]) >= 5 and not shown & {x for x, _ in p["tests"]}
+            assert set(p["prompt"] + p["solution"]) <= set(toy_code.ALPHABET)
+    assert toy_code.make_splits(seed=0)["test"] == toy_code.make_splits(seed=0)["test"]  # fixed seeds
+
+
+def test_toy_code_grader():
+    probs = toy_code.make_splits(seed=0, n_train=56, level=2)
+    probs = probs["test"] + probs["val"] + probs["train"]  # 256
+    right = [p["solution"] for p in probs]
+    off = [p["solution"].replace("return ", "return (") + ")+1" for p in probs[:64]]
+    as_float = [p["solution"].replace("return ", "return float(") + ")" for p in probs[64:128]]
+    assert len(probs) == 256 and toy_code_rewards_all(probs, right) == [1.0] * 256
+    assert toy_code_rewards_all(probs[:128], off + as_float) == [0.0] * 128
+    p = probs[0]
+    cheats = [
+        "def f(x):\n    class A:\n        def __eq__(s, o):\n            return True\n    return A()",
+        "class A(int):\n    def __eq__(s, o):\n        return True\ndef f(x):\n    return A()",
+        "def f(x):\n    return x\ntype = lambda r: int",
+        "def f(x):\n    globals()['type'] = lambda r: int\n    class A:\n        __eq__ = lambda s, o: True\n"
+        "    return A()",
+        "@lambda g: g\ndef f(x):\n    return 0",
+        "def f(x, t=print):\n    return 0",
+        "import os\nos._exit(0)",
+        "def f(x):\n    import os\n    os._exit(0)",
+        "def f(x):\n    return True",
+        "", "def f(", "def f(x):return x\nans:5",
+    ]
+    assert [c for c in cheats if rewards.toy_code_reward(p, c) != 0.0] == []
+
+
+def toy_code_rewards_all(probs, programs):
+    return rewards.toy_code_rewards(probs, programs, timeout=2.0, workers=2)
+
+
+# ---------------------------------------------------------------- loaders and prepare.py
+
+@real
+def test_loaders_on_real_data():
+    he = loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
+    mb = loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
+    ma = loaders.load_math(REAL / "math500" / "test.jsonl")
+    gs = loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
+    assert (len(he), len(mb), len(ma), len(gs)) == (164, 427, 500, 1319)
+    assert he[0]["task_id"] == "HumanEval/0" and all(p["entry_point"] in p["prompt"] for p in he)
+    assert all(isinstance(p["test_list"], list) and p["test_list"] and isinstance(p["test_imports"], list) for p in mb)
+    assert all(r["problem"] and r["answer"] for r in ma)
+    assert all("," not in r["answer"] and r["answer"].lstrip("-").replace(".", "").isdigit() for r in gs)
+    assert gs[0]["answer"] == "18" and gs[0]["problem"] == gs[0]["question"]
+
+
+def test_loader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        loaders.load_math(tmp_path / "nope.jsonl")
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"problem": "1+1", "solution": "so \\\\boxed{\\\\frac{1}{2}}"}\n\n{"problem": "x"}\n')
+    with pytest.raises(ValueError, match=r"m.jsonl:3: missing field 'solution'"):
+        loaders.load_math(f)
+    f.write_text('{"problem": "1+1", "solution": "so \\\\boxed{\\\\frac{1}{2}}"}\n')
+    assert loaders.load_math(f)[0]["answer"] == "\\frac{1}{2}"
+    f.write_text('{"question": "q", "answer": "no gold"}\n')
+    with pytest.raises(ValueError, match="m.jsonl:1"):
+        loaders.load_gsm8k(f)
+    g = tmp_path / "mbpp.json"
+    g.write_text('[{"task_id": 1, "prompt": "p", "code": "c", "test_list": []}]')
+    with pytest.raises(ValueError, match="record 0: missing field 'test_imports'"):
+        loaders.load_mbpp(g)
+
+
+@real
+def test_prepare_from_local_copy(tmp_path):
+    r = subprocess.run([sys.executable, str(HERE / "data" / "prepare.py"), "--out", str(tmp_path), "--from", str(REAL)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for rel, n in (("math500/test.jsonl", 500), ("gsm8k/test.jsonl", 1319), ("humaneval/HumanEval.jsonl.gz", 164),
+                   ("mbpp/sanitized-mbpp.json", 427)):
+        assert (tmp_path / rel).is_file() and f"{rel}: {n} records" in r.stdout
+    r = subprocess.run([sys.executable, str(HERE / "data" / "prepare.py"), "--out", str(tmp_path / "x"), "--from",
+                        str(tmp_path / "empty"), "--dataset", "mbpp"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "not found" in r.stderr

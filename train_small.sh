@@ -16,7 +16,7 @@ common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"}
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
 "$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3
-"$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   --steps 100 --batch 32 --k 4 --lr 1e-4
-"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" --steps 100 --batch 32 --k 4 --lr 1e-4
+"$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   --steps 100 --batch 32 --k 4 --lr 2e-4
+"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" --steps 100 --batch 32 --k 4 --lr 2e-4
 "$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
 echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"

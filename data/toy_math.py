@@ -87,7 +87,7 @@ def solve(terms, rng=None, p_bug=0.0, p_slip=0.0):
     return ",".join(steps) + ",ans:" + "".join(reversed(digits))
 
 
-def corpus_pair(terms, rng, p_bug=0.65, p_slip=0.02, p_copy=0.3):
+def corpus_pair(terms, rng, p_bug=0.75, p_slip=0.02, p_copy=0.0):
     """(y1, y2) of the imperfect solver: y2 copies y1 or re-solves with the same error process."""
     y1 = solve(terms, rng, p_bug, p_slip)
     y2 = y1 if rng.random() < p_copy else solve(terms, rng, p_bug, p_slip)

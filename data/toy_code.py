@@ -1,0 +1,72 @@
+"""data/toy_code.py: the toy code task: write a one-line Python function from a few input/output examples.
+
+    prompt    "f(2)=7;f(5)=16;f(0)=1;f(-3)=-8;\\n"       (n_shown examples of an integer function)
+    solution  "def f(x):return x*3+1"                  (the canonical program; any correct program scores)
+    tests     [(-7, -20), (1, 4), ...]                 (n_tests hidden inputs, none of them shown)
+
+Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`, and for every hidden test
+`type(f(x)) is int and f(x) == y`, run in the sandbox. Small enough for a ~1-5M parameter character-level
+GPT to solve partly: the linear family is pattern completion of two numbers; harder families need more.
+
+Difficulty `level` (families of f, x in DOMAIN = -9..9):
+  0: x*a+b                  a in +-1..9, b in -19..19
+  1: + x*x*a+b (a in +-1..3), abs(x*a+b) (a in 1..9)
+  2: + x%m+b (m in 2..9), max(x,c), min(x,c) (c in -9..9)
+A problem's identity is its function, i.e. its values on all of DOMAIN (so two parameterisations of the
+same function, e.g. max(x,-9) and x*1+0, are one problem). make_splits shuffles the distinct functions of
+a level with the seed and deals out test, val, then train: no test or val function appears in train, even
+with other examples shown. Train items repeat functions with fresh shown/hidden inputs (n_train items).
+Limitations: 1. splits are per (seed, level); a level-0 test function may be a train function at level 2.
+2. a few shown examples may not pin the function down (e.g. x%m with 4 points); the hidden tests decide.
+
+Try it:  python data/toy_code.py
+"""
+import random
+
+DOMAIN = range(-9, 10)
+ALPHABET = "\n %()*+,-0123456789:;=abdefimnrstux"  # every character of prompts and programs (sorted)
+
+
+def _functions(level):
+    """Canonical expressions of the distinct functions of a level, in a fixed order."""
+    exprs = [f"x*{a}{b:+d}" for a in range(-9, 10) if a for b in range(-19, 20)]
+    if level >= 1:
+        exprs += [f"x*x*{a}{b:+d}" for a in range(-3, 4) if a for b in range(-19, 20)]
+        exprs += [f"abs(x*{a}{b:+d})" for a in range(1, 10) for b in range(-19, 20)]
+    if level >= 2:
+        exprs += [f"x%{m}{b:+d}" for m in range(2, 10) for b in range(-19, 20)]
+        exprs += [f"{g}(x,{c})" for g in ("max", "min") for c in range(-9, 10)]
+    seen, out = set(), []
+    for e in exprs:
+        fn = eval("lambda x:" + e)  # our own expressions, not model output
+        key = tuple(fn(x) for x in DOMAIN)
+        if key not in seen:  # the first parameterisation of a function is its canonical one
+            seen.add(key)
+            out.append((e, dict(zip(DOMAIN, key))))
+    return out
+
+
+def make_problem(expr, values, rng, n_shown=4, n_tests=6):
+    xs = rng.sample(list(DOMAIN), n_shown + n_tests)
+    return {"prompt": "".join(f"f({x})={values[x]};" for x in xs[:n_shown]) + "\n",
+            "solution": "def f(x):return " + expr, "tests": [(x, values[x]) for x in xs[n_shown:]], "id": expr}
+
+
+def make_splits(seed=0, n_train=5000, n_val=100, n_test=100, level=0, n_shown=4, n_tests=6):
+    """{"train", "val", "test"}: lists of {prompt, solution, tests, id (the canonical expression)}."""
+    fns = _functions(level)
+    if n_val + n_test >= len(fns):
+        raise ValueError(f"level {level} has {len(fns)} functions: too few for n_val + n_test = {n_val + n_test}")
+    random.Random(f"toy-code-{seed}-{level}").shuffle(fns)
+    test, val, train = fns[:n_test], fns[n_test:n_test + n_val], fns[n_test + n_val:]
+    rng = random.Random(f"toy-code-items-{seed}-{level}")
+    return {"test": [make_problem(e, v, rng, n_shown, n_tests) for e, v in test],
+            "val": [make_problem(e, v, rng, n_shown, n_tests) for e, v in val],
+            "train": [make_problem(*rng.choice(train), rng, n_shown, n_tests) for _ in range(n_train)]}
+
+
+if __name__ == "__main__":
+    for level in range(3):
+        s = make_splits(level=level)
+        print(f"level {level}: {len(_functions(level))} functions; e.g. {s['test'][0]['prompt'].strip()} "
+              f"-> {s['test'][0]['solution']}  hidden {s['test'][0]['tests']}")
