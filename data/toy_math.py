@@ -14,16 +14,16 @@ where variable-width text took it far longer.
 Why this task (see data/README.md and ../shared/notes/toy-design.md for the longer story):
   1. Real greedy mistakes. The imperfect solver has a *misconception*, not only noise: when a column received
      a carry and makes a carry itself (two carries chain), it drops the outgoing carry with probability
-     p_bug=0.65. A model trained on its traces makes that error in its *mode*, so greedy first attempts fail
-     on problems with a chained carry (about 45% of 3-4 digit problems), while temperature-1 samples still
-     find the right carry 35% of the time: RL has signal.
+     p_bug=0.75. A model trained on its traces makes that error in its *mode*, so greedy first attempts fail
+     on problems with a chained carry (about 45% of 3-4 digit problems), while sampled attempts still find
+     the right carry a quarter of the time: RL has signal.
   2. A second look can help: the dropped carry is visible in the scratchpad ("=13," then a column with
      "+0"), so a second attempt can find the first wrong column.
-  3. No self-correction in the corpus: the second attempt copies the first (p_copy=0.3) or re-solves with the
-     same error process; never an oracle fix. Copying plus re-solving keeps y1's choice the per-token mode of
-     y2, so the greedy base model repeats itself (delta = 0), while sampled second attempts re-solve often
-     enough for RL to find corrections. Random slips (p_slip=0.02, one column sum off by one) add the
-     paper's "correct -> incorrect" revisions.
+  3. No self-correction in the corpus: the second attempt re-solves with the same error process (p_copy=0;
+     never an oracle fix), so the greedy second attempt is the same mode as the first (delta ~ 0). With
+     copies in the corpus (p_copy 0.3-0.6, tried in development) the model learned to copy y1 token by
+     token, and sampled second attempts almost never fixed a wrong y1 (1.7% of problems), starving RL.
+     Random slips (p_slip=0.02, one column sum off by one) add "correct -> incorrect" revisions.
   4. Held out by identity: a problem's split is a hash of its unordered operands, so no test problem (nor its
      commuted twin) is in the base corpus or the RL prompts.
 
