@@ -431,6 +431,11 @@ def test_malformed_inputs_never_raise():
 
 # ---------------------------------------------------------------- the sandbox
 
+def UNDER_SANDBOX_TMP(path):
+    """True for paths the sandbox covers with its private tmpfs (rewards.py): invisible from inside it."""
+    return any(os.path.abspath(path).startswith(d + "/") for d in ("/tmp", "/var/tmp", "/dev/shm"))
+
+
 def test_sandbox_runs_honest_programs():
     progs = [
         "x = 1",
@@ -439,8 +444,9 @@ def test_sandbox_runs_honest_programs():
         "import os\nopen('here.txt', 'w').write('x')\nopen(os.path.expanduser('~/h.txt'), 'w').write('x')\n"
         "assert open('here.txt').read() == 'x' and os.environ['HOME'] and 'PYTHONPATH' not in os.environ",
         "import threading\nt = threading.Thread(target=lambda: None)\nt.start()\nt.join()",
-        "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'], check=True)",
     ]
+    if not UNDER_SANDBOX_TMP(Path(sys.executable)):  # the sandbox's private /tmp hides an interpreter living there
+        progs.append("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'], check=True)")
     res = rewards.run_sandboxed(progs, 5.0)
     assert [r["ok"] for r in res] == [True] * len(progs), [r["out"][-300:] for r in res]
     bad = rewards.run_sandboxed([["x = 1", "assert x == 2, 'nope'"]], 5.0)[0]
@@ -515,8 +521,11 @@ def test_no_file_written_outside_its_directory():
     writes = "".join(f"open({str(p)!r}, 'w').write('x')\n" for p in targets)
     assert rewards.execute([f"import os\nopen(os.path.expanduser('~/{name}'), 'w').write('x')\n" + writes,
                             TESTS_FAIL], 2.0) is False  # these writes succeed, inside the sandbox
-    assert rewards.execute([f"open({str(HERE / name)!r}, 'w').write('x')", "pass"], 2.0) is False  # read-only
-    assert rewards.execute([f"import os\nos.makedirs({str(HERE / name)!r})", "pass"], 2.0) is False
+    if not UNDER_SANDBOX_TMP(HERE):  # the project is read-only inside (under /tmp the write lands in the tmpfs)
+        assert rewards.execute([f"open({str(HERE / name)!r}, 'w').write('x')", "pass"], 2.0) is False
+        assert rewards.execute([f"import os\nos.makedirs({str(HERE / name)!r})", "pass"], 2.0) is False
+    else:
+        rewards.execute([f"import os\nos.makedirs({str(HERE / name)!r})", "pass"], 2.0)
     assert [p for p in targets + [HERE / name] if p.exists()] == []
     assert set(tmp_root.glob("score-sandbox-*")) - before == set()  # its temporary directories are gone
 
