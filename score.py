@@ -28,7 +28,9 @@ Departures from the paper, numbered:
   3. Checkpoints are the last step of each stage, not "highest training reward" (one fewer knob).
   4. train_small.sh samples RL at temperature 0.7, not 1.0: the minutes-trained base puts far more mass on
      tail tokens than an LLM (validation, 600 problems: sampled t1 47% at T=1 vs 66% greedy, 58% at 0.8),
-     so at T=1 both stages mostly learn to suppress noise. Evaluation stays greedy.
+     so at T=1 both stages mostly learn to suppress noise. Evaluation stays greedy. The gradient still uses
+     the untempered log-probs, so below T=1 the samples come from a sharpened policy and the estimate is
+     biased (the usual practice; flagged here because REINFORCE assumes samples from pi itself).
   5. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: with 0.1 the greedy first attempt drifted from
      65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
 
@@ -339,12 +341,12 @@ def train_rl(args, log):
         with autocast(args.device):
             lp = token_logprobs(policy, s["tokens"])  # (N, T), with gradients
         m1, m2 = s["m1"], s["m2"]
-        # k1 estimate of KL(pi || ref) per turn: sum over the turn's sampled tokens of log pi - log ref
+        # Eq. 2's KL(pi || ref), k1 estimate per turn: sum over the turn's sampled tokens of log pi - log ref
         kl1 = ((lp.detach() - ref_lp) * m1).sum(1)  # (N,)
         kl2 = ((lp.detach() - ref_lp) * m2).sum(1)  # (N,)
         c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2)  # (N,) each
         a1, a2 = rloo(c1, args.k), rloo(c2, args.k)  # (N,) each
-        # REINFORCE with per-turn credit (gamma = 0): each turn's log-prob weighted by its own advantage
+        # Eq. 2-4 as REINFORCE with per-turn credit (gamma = 0): each turn's log-prob times its own advantage
         objective = ((a1[:, None] * lp * m1).sum(1) + (a2[:, None] * lp * m2).sum(1)).mean()
         loss = -objective
         opt.zero_grad(set_to_none=True)
