@@ -17,12 +17,14 @@ Estimators, one each:
   - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
     al. 2024, the paper's cited REINFORCE): advantage_i = c_i - mean_{j != i} c_j, computed per turn.
   - KL: the k1 estimate  sum_t [log pi(y_t) - log ref(y_t)]  of each turn, folded into that turn's reward
-    (detached), as Ahmadian et al. do; its REINFORCE gradient is the exact gradient of KL(pi || ref).
+    (detached), as Ahmadian et al. do; its REINFORCE gradient is an unbiased estimate of the gradient of
+    KL(pi || ref).
   - Loss averaging: sum over a turn's tokens (a sequence-level policy gradient), mean over samples.
 
 Departures from the paper, numbered:
-  1. Toy scale: a ~1M-parameter GPT pre-trained from scratch in minutes replaces Gemini; lr 1e-4 (not 5e-6)
-     and a few dozen steps (not thousands) because the model is tiny and the CPU budget is minutes.
+  1. Toy scale: a ~1M-parameter GPT pre-trained from scratch in minutes replaces Gemini; RL lr 2e-4 (not
+     5e-6; 1e-3 wrecked the policy within 5 steps in development) and 100 steps per stage (not thousands),
+     because the model is tiny and the CPU budget is minutes.
   2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of
      y2 does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
   3. Checkpoints are the last step of each stage, not "highest training reward" (one fewer knob).
@@ -76,7 +78,7 @@ p.add_argument("--n_embd", type=int, default=128, help="base: residual width")
 p.add_argument("--block_size", type=int, default=128, help="base: context length in tokens")
 # optimisation
 p.add_argument("--steps", type=int, default=50, help="optimizer steps of this stage")
-p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant for RL, cosine for base)")
+p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (RL: linear warmup, then constant; base: cosine to 0)")
 p.add_argument("--warmup", type=int, default=10, help="RL: linear learning-rate warmup steps (Adam's first "
                "steps on noisy policy gradients otherwise jolt a small pre-trained model)")
 p.add_argument("--batch", type=int, default=64, help="prompts per step (RL) or sequences per step (base)")
