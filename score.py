@@ -53,7 +53,6 @@ from tqdm import tqdm
 
 from data import toy_math
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from rewards import extract_answer
 from tokenizer import CharTokenizer, from_description
 
 # ----------------------------------------------------------------------------------------------------------
@@ -87,7 +86,7 @@ p.add_argument("--alpha", type=float, default=10.0, help="Stage II: progress bon
 p.add_argument("--beta1", type=float, default=0.01, help="KL weight on every turn (paper: 0.01)")
 p.add_argument("--beta2", type=float, default=0.1, help="Stage I: KL weight on the first attempt (paper: 0.1 math)")
 p.add_argument("--temperature", type=float, default=1.0, help="RL sampling temperature (paper: 1.0)")
-p.add_argument("--max_new", type=int, default=48, help="max tokens per attempt")
+p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
 # evaluation, logging, checkpoints
 p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
 p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps (0: off)")
@@ -117,8 +116,9 @@ def derive(args):
 
 
 def reward(text, problem):
-    a = extract_answer(text)
-    return float(a is not None and a.lstrip("-").isdigit() and int(a) == int(problem["answer"]))
+    """1.0 when the attempt is well formed and spells the gold integer (toy_math.answer reads its columns)."""
+    a = toy_math.answer(text)
+    return float(a is not None and a == int(problem["answer"]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
             r1.append(reward(a, q))
             r2.append(reward(b, q))
-            changed.append(extract_answer(a) != extract_answer(b))
+            changed.append(toy_math.answer(a) != toy_math.answer(b))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
     n = len(problems)
     t1, t2 = sum(r1) / n, sum(r2) / n
