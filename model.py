@@ -393,7 +393,8 @@ class GPT(nn.Module):
         # LlamaModel/Qwen2Model checkpoints lack the "model." prefix; old ones store RoPE's inv_freq buffer;
         # a tied lm_head.weight is a copy of embed_tokens, which HF also ignores
         sd_hf = {(k if k.startswith(("model.", "lm_head.")) else "model." + k): v for k, v in sd_hf.items()
-                 if not k.endswith("rotary_emb.inv_freq") and not (k == "lm_head.weight" and config.tie_word_embeddings)}
+                 if not k.endswith("rotary_emb.inv_freq")
+                 and not (k == "lm_head.weight" and config.tie_word_embeddings)}
         keys = _llama_keys(config)
         missing = sorted(set(keys) - set(sd_hf))
         extra = sorted(set(sd_hf) - set(keys))

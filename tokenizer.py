@@ -111,11 +111,12 @@ QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}
 
 
 @functools.lru_cache(maxsize=None)
-def _class_of(test):
-    r"""The body of a [...] class (\U escapes, ranges) of every code point whose unicodedata category passes."""
+def _category(name):
+    r"""The body of a [...] class (\U escapes, ranges) of every code point in a unicodedata general category:
+    "L" (letters, \p{L}), "N", "Z", or a two-letter one such as "Lu"."""
     runs, start = [], None
     for cp in range(0x110001):
-        inside = cp < 0x110000 and test(unicodedata.category(chr(cp)))
+        inside = cp < 0x110000 and unicodedata.category(chr(cp)).startswith(name)
         if inside and start is None:
             start = cp
         elif not inside and start is not None:
@@ -124,13 +125,9 @@ def _class_of(test):
     return "".join(runs)
 
 
-def _category(name):
-    return _class_of(lambda c: c.startswith(name)) if len(name) == 1 else _class_of(lambda c: c == name)
-
-
 def _whitespace():
     r"""Oniguruma's \s (HF tokenizers' regex engine): \t..\r, U+0085 and the Z categories (Zs, Zl, Zp)."""
-    return "\\t\\n\\x0b\\x0c\\r\\x85" + _class_of(lambda c: c.startswith("Z"))
+    return "\\t\\n\\x0b\\x0c\\r\\x85" + _category("Z")
 
 
 def to_python_regex(pattern):
