@@ -13,6 +13,23 @@ Stages (--stage):
   eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
           delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio.
 
+Tasks (--task):
+  toy_math  the default: the toy column addition (data/toy_math.py), trained from scratch by --stage base.
+            (Before the real tasks existed this was `--task math`; train_small.sh now says toy_math.)
+  math      MATH -> MATH500, the paper's math setting: RL on MATH train (data/prepare.py --dataset train:
+            PRM800K's 12k MATH problems outside MATH500), eval on MATH500, graded by rewards.math_reward.
+  gsm8k     GSM8K train -> GSM8K test, the same prompts and grader.
+  mbpp      MBPP -> HumanEval, the paper's code setting: RL on sanitized MBPP with the standard 3-shot prompt
+            (task ids 2-4 as the shots, never trained on), eval on HumanEval, graded in rewards.py's sandbox.
+  The real tasks start RL from --init, an HF checkpoint directory (GPT-2, Llama, Qwen2) or our .pt, and use
+  the paper's prompts (Appendix C): first turn "You are a math expert. ..." + the problem, correction
+  instruction "There might be an error in the solution above ..." (code: "... in the code above ... Only
+  output the final correct Python program!"). For an instruct checkpoint both are user turns in its chat
+  format (tokenizer.HFTokenizer: ChatML or Llama-3), so the two-turn sequence is exactly the chat template's
+  [user x, assistant y1, user p, assistant y2]; the end of an assistant turn (<|im_end|>, <|eot_id|>) ends
+  an attempt. A checkpoint without a chat format gets plain text (HumanEval: the bare function prompt).
+  "val" (--eval_every) is the 5% of the training file picked by a hash of each problem's text.
+
 Estimators, one each:
   - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
     al. 2024, the paper's cited REINFORCE): advantage_i = c_i - mean_{j != i} c_j, computed per turn.
@@ -35,9 +52,18 @@ Departures from the paper, numbered:
      biased (the usual practice; flagged here because REINFORCE assumes samples from pi itself).
   5. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: with 0.1 the greedy first attempt drifted from
      65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
+  6. Real tasks, prompt layout (ours; the paper gives the wording, not the layout): the math user turn is the
+     instruction, a blank line, "Problem:", the problem; MBPP's shots and question share one user turn, and
+     HumanEval's is "Complete the following Python function." and the prompt in a ```python fence. The
+     program graded is the reply's last ``` block (rewards.extract_code). None of these choices has been
+     checked against the paper's numbers.
+  7. Real tasks, memory (see README, "Scaling up"): --dtype / --ref_dtype bf16 weights, --grad_ckpt, and
+     log-probs computed a few hundred positions at a time (model.forward(targets=...)), never the whole
+     (N, T, vocab) logits; no sequence packing, no vLLM-style sampler: decoding is our KV-cache loop.
 
 Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
 One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
+A real model (the README's recipe):  python score.py --stage stage1 --task math --init <Qwen2.5 dir> ...
 """
 import argparse
 import hashlib
@@ -103,6 +129,7 @@ p.add_argument("--temperature", type=float, default=1.0, help="RL sampling tempe
 p.add_argument("--max_new", type=int, default=48, help="max tokens per attempt")
 # evaluation, logging, checkpoints
 p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
+p.add_argument("--eval_batch", type=int, default=500, help="eval: problems sampled at once (KV-cache memory)")
 p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps (0: off)")
 p.add_argument("--n_val", type=int, default=200, help="validation problems for --eval_every")
 p.add_argument("--ckpt_every", type=int, default=10, help="write the resumable <name>_last.pt every N steps")
@@ -539,7 +566,7 @@ def main(argv=None):
             tok = from_description(state["tokenizer"])
             task = for_tokenizer(args.task_, tok)
             test = task.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
-            rows.append({"model": name, **evaluate(model, tok, task, test, args.max_new)})
+            rows.append({"model": name, **evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch)})
         print(table(rows))
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(rows, f, indent=1)

@@ -925,7 +925,8 @@ def test_hf_tokenizer_chat_format_matches_template(bpe_pair):
     # the sampler's layout: prompt, y1, the end-of-turn token, the follow-up turn == the whole conversation
     full = fast.apply_chat_template(msgs + [{"role": "assistant", "content": y1}, {"role": "user", "content": instr}],
                                     add_generation_prompt=True, tokenize=False)
-    ids = ours.encode(ours.chat_prompt(problem)) + ours.encode(y1) + [ours.eos_id] + ours.encode(ours.chat_followup(instr))
+    ids = (ours.encode(ours.chat_prompt(problem)) + ours.encode(y1) + [ours.eos_id]
+           + ours.encode(ours.chat_followup(instr)))
     assert ids == fast(full, add_special_tokens=False)["input_ids"]
     assert ours.eos_id == fast.convert_tokens_to_ids("<|im_end|>" if ours.template == "chatml" else "<|eot_id|>")
     assert ours.pad_id == fast.pad_token_id and ours.decode(ids) == tk.decode(ids, skip_special_tokens=True)
@@ -972,4 +973,4 @@ def test_score_math_task_on_tiny_qwen2_end_to_end(tmp_path):
     assert q["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                                   "You are a math expert.") and q["prompt"].endswith("<|im_start|>assistant\n")
     assert task.instruction.startswith("\n<|im_start|>user\nThere might be an error in the solution above")
-    assert score.reward("...\nFinal Answer: The final answer is $3$. I hope it is correct.", {**q, "answer": "3"}) == 1.0
+    assert score.reward("so\nFinal Answer: The final answer is $3$. I hope it is correct.", {**q, "answer": "3"}) == 1
