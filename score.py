@@ -327,8 +327,9 @@ def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, gen
 
 def token_logprobs(model, tokens):
     """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
-    logits = model(tokens[:, :-1])  # (N, T-1, V), fp32
-    lp = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]  # (N, T-1)
+    # fp32; the model computes log_softmax(logits).gather(targets) a few hundred positions at a time, so the
+    # (N, T-1, V) logits never exist at once (25 GiB for a 150k vocabulary at the README recipe's batch)
+    lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1)
     return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
 
 
