@@ -25,7 +25,7 @@ What is here, top to bottom:
     extra state), written atomically (temp file, fsync, rename) so a crash never leaves a half-written file.
   - get_device / autocast: device autodetect cuda -> mps -> cpu, bf16 autocast only where supported.
 
-Departures from nanoGPT / HF GPT-2, numbered:
+Departures from nanoGPT / HF (GPT-2, Llama, Qwen2), numbered:
   1. No dropout: RL fine-tuning and our small from-scratch runs do not use it, and it keeps sampling and
      training log-probs identical.
   2. A prompt longer than the context raises ValueError instead of being silently cropped, because a
@@ -34,6 +34,9 @@ Departures from nanoGPT / HF GPT-2, numbered:
      checkpoint is refused with the reason); no sliding-window attention (Qwen2's use_sliding_window is off
      in the released checkpoints; refused when on); no Llama attention_bias / mlp_bias.
   4. RMSNorm eps is stored in layer_norm_epsilon (one eps field for either norm).
+  5. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table or buffer),
+     so casting the model to bf16 never rounds them; grouped-query attention is SDPA's enable_gqa (hence
+     torch >= 2.5), not a repeated copy of the keys and values.
 
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
 """
