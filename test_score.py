@@ -691,7 +691,8 @@ def llama_pair(request, tmp_path_factory):
     ours = GPT.from_pretrained(str(d)).eval()
     assert ours.config.n_kv_head == 2 and ours.config.qkv_bias == (kind == "qwen2")
     theta = (getattr(hf.config, "rope_parameters", None) or {}).get("rope_theta") or hf.config.rope_theta  # v5 / v4
-    assert ours.config.tie_word_embeddings == tie and ours.config.rope_theta == theta == (1e4 if kind == "llama" else 1e6)
+    assert ours.config.tie_word_embeddings == tie
+    assert ours.config.rope_theta == theta == (1e4 if kind == "llama" else 1e6)
     return hf, ours
 
 
