@@ -26,6 +26,8 @@ not in the program's source, argv or env); the program's process writes it to a 
 its last part returned; the caller requires that nonce and exit status 0. So an early sys.exit(0) or
 os._exit(0), a killed parent, or tests that never ran, all read False. `execute_many` spreads a batch over
 the workers; `humaneval_program`, `mbpp_program`, `toy_code_program` build the parts for `code_rewards`.
+`extract_code(reply)` takes the program out of a chat model's reply (its last ``` block, or MBPP's [BEGIN]
+... [DONE]).
 
 Departures and limitations:
   1. math_equal normalises and compares rationals; it is no CAS: 2\\sqrt{2} vs \\sqrt{8}, or factored vs
@@ -515,6 +517,18 @@ def sandbox_features():
 
 
 # ---------------------------------------------------------------- code rewards
+
+def extract_code(text):
+    """The program in a model's reply: the last ```-fenced block (chat models fence their code; an unclosed
+    fence runs to the end), else the text up to MBPP's [DONE] without a leading [BEGIN], else the text."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT:
+        return ""
+    blocks = re.findall(r"```[^\n`]*\n(.*?)(?:```|\Z)", text, re.S)
+    if blocks:
+        return blocks[-1]
+    text = text.split("[DONE]")[0]
+    return text.split("[BEGIN]", 1)[1].lstrip("\n") if text.lstrip().startswith("[BEGIN]") else text
+
 
 def humaneval_program(problem, completion):
     return [problem["prompt"] + completion, problem["test"], f"check({problem['entry_point']})"]

@@ -13,6 +13,23 @@ Stages (--stage):
   eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
           delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio.
 
+Tasks (--task):
+  toy_math  the default: the toy column addition (data/toy_math.py), trained from scratch by --stage base.
+            (Before the real tasks existed this was `--task math`; train_small.sh now says toy_math.)
+  math      MATH -> MATH500, the paper's math setting: RL on MATH train (data/prepare.py --dataset train:
+            PRM800K's 12k MATH problems outside MATH500), eval on MATH500, graded by rewards.math_reward.
+  gsm8k     GSM8K train -> GSM8K test, the same prompts and grader.
+  mbpp      MBPP -> HumanEval, the paper's code setting: RL on sanitized MBPP with the standard 3-shot prompt
+            (task ids 2-4 as the shots, never trained on), eval on HumanEval, graded in rewards.py's sandbox.
+  The real tasks start RL from --init, an HF checkpoint directory (GPT-2, Llama, Qwen2) or our .pt, and use
+  the paper's prompts (Appendix C): first turn "You are a math expert. ..." + the problem, correction
+  instruction "There might be an error in the solution above ..." (code: "... in the code above ... Only
+  output the final correct Python program!"). For an instruct checkpoint both are user turns in its chat
+  format (tokenizer.HFTokenizer: ChatML or Llama-3), so the two-turn sequence is exactly the chat template's
+  [user x, assistant y1, user p, assistant y2]; the end of an assistant turn (<|im_end|>, <|eot_id|>) ends
+  an attempt. A checkpoint without a chat format gets plain text (HumanEval: the bare function prompt).
+  "val" (--eval_every) is the 5% of the training file picked by a hash of each problem's text.
+
 Estimators, one each:
   - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
     al. 2024, the paper's cited REINFORCE): advantage_i = c_i - mean_{j != i} c_j, computed per turn.
@@ -35,34 +52,51 @@ Departures from the paper, numbered:
      biased (the usual practice; flagged here because REINFORCE assumes samples from pi itself).
   5. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: with 0.1 the greedy first attempt drifted from
      65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
+  6. Real tasks, prompt layout (ours; the paper gives the wording, not the layout): the math user turn is the
+     instruction, a blank line, "Problem:", the problem; MBPP's shots and question share one user turn, and
+     HumanEval's is "Complete the following Python function." and the prompt in a ```python fence. The
+     program graded is the reply's last ``` block (rewards.extract_code). None of these choices has been
+     checked against the paper's numbers.
+  7. Real tasks, memory (see README, "Scaling up"): --dtype / --ref_dtype bf16 weights, --grad_ckpt, and
+     log-probs computed a few hundred positions at a time (model.forward(targets=...)), never the whole
+     (N, T, vocab) logits; no sequence packing, no vLLM-style sampler: decoding is our KV-cache loop.
 
 Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
 One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
+A real model (the README's recipe):  python score.py --stage stage1 --task math --init <Qwen2.5 dir> ...
 """
 import argparse
+import hashlib
 import json
 import math
 import os
 import random
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import toy_math
+from data import loaders, toy_math
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from tokenizer import CharTokenizer, from_description
+from rewards import extract_answer, extract_code, humaneval_reward, math_reward, mbpp_reward
+from tokenizer import CharTokenizer, GPT2Tokenizer, HFTokenizer, from_description
 
 # ----------------------------------------------------------------------------------------------------------
 # configuration
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 p.add_argument("--stage", choices=["base", "stage1", "stage2", "eval"], required=True, help="what to run (see above)")
-p.add_argument("--task", choices=["math"], default="math", help="toy task")
+p.add_argument("--task", choices=["toy_math", "math", "gsm8k", "mbpp"], default="toy_math", help="toy_math: the toy "
+               "column addition (data/toy_math.py); math: MATH train -> MATH500; gsm8k: GSM8K train -> test; mbpp: "
+               "MBPP -> HumanEval (the paper's code setting). The real tasks start from --init (no base stage)")
+p.add_argument("--data", default="data/raw", help="real tasks: the folder data/prepare.py writes")
+p.add_argument("--train_file", default="", help="real tasks: training problems instead of the --data default")
+p.add_argument("--test_file", default="", help="real tasks: evaluation problems instead of the --data default")
 p.add_argument("--init", default="", help="checkpoint to start from: our .pt file (stage1/2, eval), or a Hugging "
-               "Face GPT-2 directory; empty = a fresh model (base)")
+               "Face GPT-2 / Llama / Qwen2 directory; empty = a fresh model (base)")
 p.add_argument("--ref", default="", help="frozen reference model for the KL terms (default: the --init model of "
                "stage1, i.e. the base model; stage2 reads it from its init checkpoint)")
 p.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
@@ -70,6 +104,12 @@ p.add_argument("--name", default="", help="checkpoint name to write (default: th
 p.add_argument("--evaluate", default="base,stage1,score", help="eval: comma-separated checkpoint names in --out")
 p.add_argument("--seed", type=int, default=0, help="seeds problem order, sampling and init")
 p.add_argument("--device", default="", help="cpu | cuda | mps; empty = autodetect cuda -> mps -> cpu")
+p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="RL: policy weights (bf16 halves weights, "
+               "gradients and Adam state, but AdamW updates below bf16's 2^-8 relative resolution are lost)")
+p.add_argument("--ref_dtype", choices=["", "fp32", "bf16"], default="", help="RL: reference weights; empty = --dtype "
+               "(the frozen reference loses nothing that bf16 autocast would not)")
+p.add_argument("--grad_ckpt", action="store_true", help="RL: recompute each block in backward (activation memory "
+               "of long sequences for about one extra forward)")
 # model (base stage only)
 p.add_argument("--n_layer", type=int, default=4, help="base: transformer blocks")
 p.add_argument("--n_head", type=int, default=4, help="base: attention heads")
@@ -89,6 +129,7 @@ p.add_argument("--temperature", type=float, default=1.0, help="RL sampling tempe
 p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
 # evaluation, logging, checkpoints
 p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
+p.add_argument("--eval_batch", type=int, default=500, help="eval: problems sampled at once (KV-cache memory)")
 p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps (0: off)")
 p.add_argument("--n_val", type=int, default=200, help="validation problems for --eval_every")
 p.add_argument("--ckpt_every", type=int, default=10, help="write the resumable <name>_last.pt every N steps")
@@ -97,27 +138,140 @@ p.add_argument("--resume", action="store_true", help="continue from <out>/<name>
 
 @dataclass
 class Task:
-    """What score.py needs of a toy task (data/toy_*.py): problems, the fixed instruction, the corpus."""
+    """What score.py needs of a task: module.problems(split, n, seed) (toy: data/toy_*.py, which also writes the
+    base corpus; real: read from the data files), the fixed correction instruction, the toy alphabet, and
+    chat=True where prompt and instruction are chat turns, put in the checkpoint's format by for_tokenizer."""
     module: object
     instruction: str
     alphabet: str
+    chat: bool = False
 
 
 def derive(args):
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
     args.device = get_device(args.device or None)
-    args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    if args.task == "toy_math":
+        args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    else:
+        args.task_ = real_task(args)
     os.makedirs(args.out, exist_ok=True)
     return args
 
 
 # ----------------------------------------------------------------------------------------------------------
-# rewards (binary): the toy answer "ans:<integer>" equals the gold integer
+# the real tasks (paper, Appendix C): MATH, GSM8K, MBPP -> HumanEval
+
+
+MATH_PROMPT = ("You are a math expert. When you respond, respond only with the Solution of the final Problem, thinking "
+               "step by step. At the end of the Solution, when you give your final answer, write it in the form "
+               '"Final Answer: The final answer is $answer$. I hope it is correct."')
+MATH_INSTRUCTION = ("There might be an error in the solution above because of lack of understanding of the question. "
+                    "Please correct the error, if any, and rewrite the solution. Only output the final solution! At "
+                    "the end of the Solution, when you give your final answer, write it in the form "
+                    '"Final Answer: The final answer is $answer$. I hope it is correct."')
+CODE_INSTRUCTION = ("There might be an error in the code above because of lack of understanding of the question. "
+                    "Please correct the error, if any, and rewrite the solution. Only output the final correct "
+                    "Python program!")
+MBPP_SHOTS = (2, 3, 4)  # task ids of the standard 3-shot MBPP prompt; never trained on
+REAL_FILES = {  # task -> (train file, test file) under --data (data/prepare.py's layout)
+    "math": ("math/train.jsonl", "math500/test.jsonl"),
+    "gsm8k": ("gsm8k/train.jsonl", "gsm8k/test.jsonl"),
+    "mbpp": ("mbpp/sanitized-mbpp.json", "humaneval/HumanEval.jsonl.gz"),
+}
+
+
+def mbpp_user(r, answer=None):
+    """The standard MBPP prompt of one problem; with answer, a solved shot ([BEGIN] code [DONE])."""
+    text = (f"You are an expert Python programmer, and here is your task: {r['prompt']} Your code should pass "
+            f"these tests:\n\n" + "\n".join(r["test_list"]) + "\n")
+    return text + (f"[BEGIN]\n{answer}\n[DONE]\n\n" if answer is not None else "")
+
+
+def real_problems(task, train_file, test_file, split, n, seed=0):
+    """Up to n problems of a split, each with `user` (the first turn's text, before any chat format) and
+    `grader`. test = the test file; val = the 5% of the train file picked by a hash of the problem text;
+    train = the other 95% (and never the MBPP shots). File order; seed is unused (RL samples at random)."""
+    if split == "test":
+        if task == "mbpp":  # the paper trains on MBPP and evaluates on HumanEval
+            return [{**r, "user": f"Complete the following Python function.\n\n```python\n{r['prompt']}```",
+                     "plain": r["prompt"], "grader": "humaneval"} for r in loaders.load_humaneval(test_file)][:n]
+        recs = (loaders.load_math if task == "math" else loaders.load_gsm8k)(test_file)
+    else:
+        recs = loaders.load_mbpp(train_file) if task == "mbpp" else \
+            (loaders.load_math if task == "math" else loaders.load_gsm8k)(train_file)
+        key = "prompt" if task == "mbpp" else "problem"
+        recs = [r for r in recs if (int(hashlib.sha256(r[key].encode()).hexdigest(), 16) % 100 < 5) == (split == "val")
+                and r.get("task_id") not in MBPP_SHOTS]
+    if task == "mbpp":
+        shots = "".join(mbpp_user(r, r["code"]) for r in loaders.load_mbpp(train_file) if r["task_id"] in MBPP_SHOTS)
+        return [{**r, "user": shots + mbpp_user(r), "grader": "mbpp"} for r in recs][:n]
+    return [{**r, "user": f"{MATH_PROMPT}\n\nProblem:\n{r['problem']}", "grader": "math"} for r in recs][:n]
+
+
+def real_task(args):
+    train_file, test_file = (os.path.join(args.data, f) for f in REAL_FILES[args.task])
+    train_file, test_file = args.train_file or train_file, args.test_file or test_file
+    needed = {"stage1": [train_file], "stage2": [train_file], "eval": [test_file]}.get(args.stage, [])
+    for f in needed:
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"--task {args.task}: no data file {f} (python data/prepare.py --out {args.data}, "
+                                    f"or --train_file / --test_file)")
+    module = SimpleNamespace(problems=lambda split, n, seed=0: real_problems(args.task, train_file, test_file,
+                                                                            split, n))
+    return Task(module, MATH_INSTRUCTION if args.task in ("math", "gsm8k") else CODE_INSTRUCTION, "", chat=True)
+
+
+def for_tokenizer(task, tok):
+    """The task as this tokenizer's model sees it: a real task's prompts and instruction as chat turns in the
+    checkpoint's format (tokenizer.HFTokenizer), or as plain text for a tokenizer without one."""
+    if not task.chat:
+        return task
+    first = getattr(tok, "chat_prompt", lambda user: user)
+    follow = getattr(tok, "chat_followup", lambda user: f"\n\n{user}\n\n")
+    plain = getattr(tok, "template", None) is None  # no chat format: HumanEval is completed as the bare prompt
+
+    def problems(split, n, seed=0):
+        return [{**q, "prompt": q["plain"] if plain and "plain" in q else first(q["user"])}
+                for q in task.module.problems(split, n, seed)]
+
+    return Task(SimpleNamespace(problems=problems), follow(task.instruction), task.alphabet, chat=False)
+
+
+def load_model(path, dtype="fp32"):
+    """(model, state) from our .pt checkpoint, or from a Hugging Face directory: its weights, and its own
+    tokenizer files (a GPT-2 directory without them gets tiktoken's GPT-2 BPE)."""
+    if os.path.isdir(path):
+        model = GPT.from_pretrained(path)
+        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
+        state = {"tokenizer": (HFTokenizer(path) if has_tok else GPT2Tokenizer()).describe()}
+    else:
+        model, state = load_checkpoint(path)
+    return model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]), state
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rewards (binary): toy: the integer the columns spell equals the gold one; real: rewards.py's graders
+
+
+def final_answer(text, problem):
+    """What an attempt answers, to tell whether y2 changed y1's answer: code, a math answer, or the toy integer."""
+    grader = problem.get("grader")
+    if grader in ("mbpp", "humaneval"):
+        return extract_code(text)
+    return extract_answer(text) if grader == "math" else toy_math.answer(text)
 
 
 def reward(text, problem):
-    """1.0 when the attempt is well formed and spells the gold integer (toy_math.answer reads its columns)."""
-    a = toy_math.answer(text)
+    grader = problem.get("grader")  # the toy tasks' problems have none
+    if grader == "math":
+        return math_reward(text, problem["answer"])
+    if grader == "mbpp":
+        return mbpp_reward(problem, extract_code(text))
+    if grader == "humaneval":
+        code = extract_code(text)
+        # a whole function (chat models) redefines the prompt's stub, keeping its imports; else a body
+        return humaneval_reward(problem, "\n" + code if f"def {problem['entry_point']}(" in code else code)
+    a = toy_math.answer(text)  # the toy: the integer the attempt's columns spell
     return float(a is not None and a == int(problem["answer"]))
 
 
@@ -181,8 +335,9 @@ def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, gen
 
 def token_logprobs(model, tokens):
     """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
-    logits = model(tokens[:, :-1])  # (N, T-1, V), fp32
-    lp = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, 1:, None])[..., 0]  # (N, T-1)
+    # fp32; the model computes log_softmax(logits).gather(targets) a few hundred positions at a time, so the
+    # (N, T-1, V) logits never exist at once (25 GiB for a 150k vocabulary at the README recipe's batch)
+    lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1)
     return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
 
 
@@ -213,7 +368,7 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
             r1.append(reward(a, q))
             r2.append(reward(b, q))
-            changed.append(toy_math.answer(a) != toy_math.answer(b))
+            changed.append(final_answer(a, q) != final_answer(b, q))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
     n = len(problems)
     t1, t2 = sum(r1) / n, sum(r2) / n
@@ -311,11 +466,12 @@ def turn_credits(stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
 
 
 def train_rl(args, log):
-    task = args.task_
-    policy, state = load_checkpoint(args.init)
+    policy, state = load_model(args.init, args.dtype)
     tok = from_description(state["tokenizer"])
+    task = for_tokenizer(args.task_, tok)
     ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
-    ref, _ = load_checkpoint(ref_path)
+    ref, _ = load_model(ref_path, args.ref_dtype or args.dtype)
+    policy.grad_ckpt = args.grad_ckpt
     policy.to(args.device).train()
     ref.to(args.device).eval().requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0)
@@ -403,6 +559,8 @@ def main(argv=None):
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k in keys))
 
     if args.stage == "base":
+        if args.task != "toy_math":
+            raise ValueError(f"--stage base pre-trains the toy model; --task {args.task} starts RL from --init")
         train_base(args, log)
     elif args.stage in ("stage1", "stage2"):
         if not args.init:
@@ -410,12 +568,13 @@ def main(argv=None):
         train_rl(args, log)
     else:
         rows = []
-        test = args.task_.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
-        for name in args.evaluate.split(","):
-            model, state = load_checkpoint(os.path.join(args.out, name + ".pt"))
+        for name in args.evaluate.split(","):  # a checkpoint name in --out, or a Hugging Face directory
+            model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
             model.to(args.device)
             tok = from_description(state["tokenizer"])
-            rows.append({"model": name, **evaluate(model, tok, args.task_, test, args.max_new)})
+            task = for_tokenizer(args.task_, tok)
+            test = task.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
+            rows.append({"model": name, **evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch)})
         print(table(rows))
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(rows, f, indent=1)

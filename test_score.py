@@ -289,7 +289,8 @@ def test_two_turn_sampler_masks_and_logprobs():
         assert tok.decode(a) == s["y1"][i] and tok.decode(b) == s["y2"][i]
         s2 = int(m2.nonzero()[0])  # the instruction sits right before y2, unmasked
         assert row[s2 - len(instr):s2] == instr and (m1 + m2)[s2 - len(instr):s2].sum() == 0
-        assert (m1 * m2).sum() == 0 and (m1 + m2)[len([t for t in row if t != tok.pad_id]):].sum() == 0
+        end = int(m2.nonzero()[-1]) + 1  # after y2 only padding (and a forced end-of-turn) follows, unmasked
+        assert (m1 * m2).sum() == 0 and (m1 + m2)[end:].sum() == 0 and set(row[end + 1:]) <= {tok.pad_id}
     with torch.no_grad():  # the cached, left-padded sampler's log-probs equal a plain forward's
         lp = score.token_logprobs(model, s["tokens"])
     mask = s["m1"] + s["m2"]
@@ -311,8 +312,20 @@ def test_rloo_and_turn_credits():
 
 
 def test_metrics_on_hand_built_answers():
-    assert score.edit_distance("kitten", "sitting") == 3 and score.extract_answer("1+1+0=02,ans:00002") == "00002"
-    assert score.reward("x,ans:01807", {"answer": "1807"}) == 1.0 and score.reward("ans:", {"answer": "0"}) == 0.0
+    assert score.edit_distance("kitten", "sitting") == 3
+    ok, q = "1+0+0=01,8+0+0=08,0+0+0=00,0+7+0=07", {"answer": "1807"}  # 1800+0007, most significant column first
+    assert toy_math.answer(ok) == 1807 and score.reward(ok, q) == 1.0
+    assert [score.reward(t, q) for t in (ok[:-1], ok + ",", "x" + ok, "", "ans:1807", ok.replace("+", "-"))] == [0.0] * 6
+
+
+def test_toy_misconception_and_its_visible_fix():
+    # 6101+8899: the carry out of the units column ripples through two nines. Looking one column ahead, the
+    # misconception drops the carries into the hundreds and thousands (their next column sums to 9).
+    y1 = toy_math.solve((6101, 8899), toy_math.random.Random(0), p_bug=1.0)
+    assert y1 == "6+8+0=14,1+8+0=09,0+9+1=10,1+9+0=10" and toy_math.answer(y1) == 14900
+    assert toy_math.solve((6101, 8899)) == "6+8+1=15,1+8+1=10,0+9+1=10,1+9+0=10"
+    # y1's written tens sum "10" shows the carry the hundreds column missed: what a second look can use
+    assert toy_math.answer(toy_math.solve((6101, 8899), toy_math.random.Random(0), p_slip=1.0)) != 15000
 
 
 def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
@@ -650,3 +663,329 @@ def test_prepare_from_local_copy(tmp_path):
     r = subprocess.run([sys.executable, str(HERE / "data" / "prepare.py"), "--out", str(tmp_path / "x"), "--from",
                         str(tmp_path / "empty"), "--dataset", "mbpp"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "not found" in r.stderr
+
+
+# ---- issue 7: Llama/Qwen2
+# Tiny random LlamaForCausalLM / Qwen2ForCausalLM checkpoints written by transformers (the reference) into tmp
+# dirs, loaded with GPT.from_pretrained; a byte-level BPE trained here with the `tokenizers` library (the
+# reference) in the Qwen2 / Llama-3 style; score.py end to end on a tiny Qwen2 checkpoint in MATH format.
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def tiny_hf_llama(kind, tie, seed=0, vocab=211):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    Config = transformers.LlamaConfig if kind == "llama" else transformers.Qwen2Config
+    # 4 query heads share 2 key/value heads (GQA); a large init range gives peaked, tie-free logits
+    cfg = Config(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128, rope_theta=10000.0 if kind == "llama" else 1e6,
+                 rms_norm_eps=1e-6, tie_word_embeddings=tie, initializer_range=0.3, bos_token_id=None,
+                 eos_token_id=None, pad_token_id=None)
+    hf = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():  # random RMSNorm gains, and Qwen2's q/k/v biases, so that a swapped tensor shows
+        for name, p in hf.named_parameters():
+            if name.endswith("norm.weight") or name.endswith("_proj.bias"):
+                p.normal_(1.0 if name.endswith("norm.weight") else 0.0, 0.5)
+    return hf
+
+
+LLAMA_KINDS = [("llama", True), ("llama", False), ("qwen2", True), ("qwen2", False)]
+
+
+@pytest.fixture(scope="module", params=LLAMA_KINDS, ids=[f"{k}-{'tied' if t else 'untied'}" for k, t in LLAMA_KINDS])
+def llama_pair(request, tmp_path_factory):
+    """(HF model, our GPT loaded from its save_pretrained directory), for Llama and Qwen2, tied and untied."""
+    kind, tie = request.param
+    hf = tiny_hf_llama(kind, tie)
+    d = tmp_path_factory.mktemp(f"{kind}{tie}")
+    hf.save_pretrained(d)
+    ours = GPT.from_pretrained(str(d)).eval()
+    assert ours.config.n_kv_head == 2 and ours.config.qkv_bias == (kind == "qwen2")
+    theta = (getattr(hf.config, "rope_parameters", None) or {}).get("rope_theta") or hf.config.rope_theta  # v5 / v4
+    assert ours.config.tie_word_embeddings == tie
+    assert ours.config.rope_theta == theta == (1e4 if kind == "llama" else 1e6)
+    return hf, ours
+
+
+def test_llama_qwen2_logits_parity(llama_pair):
+    hf, ours = llama_pair
+    x = torch.randint(0, 211, (3, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got, ref = ours(x), hf(x).logits
+    assert got.dtype == torch.float32 and got.shape == (3, 40, 211)
+    assert (got - ref).abs().max().item() < 1e-4
+
+
+def test_llama_qwen2_greedy_generation_parity(llama_pair):
+    hf, ours = llama_pair
+    x = torch.randint(1, 211, (2, 7), generator=torch.Generator().manual_seed(2))
+    gen = pytest.importorskip("transformers").GenerationConfig(max_new_tokens=24, do_sample=False, pad_token_id=0)
+    ref = hf.generate(x, attention_mask=torch.ones_like(x), generation_config=gen)  # no eos: exactly 24 tokens
+    got = ours.generate(x, 24, temperature=0)  # through our KV cache
+    assert len(set(ref[0, 7:].tolist())) > 3 and torch.equal(ref, got)
+
+
+def test_llama_qwen2_left_padding_matches_rows_alone(llama_pair):
+    """RoPE positions count real tokens: a left-padded row gives the logits and greedy tokens of the row alone
+    (ours alone, and HF's unpadded reference), prefill and KV-cached decoding alike."""
+    hf, ours = llama_pair
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(1, 211, (n,), generator=g) for n in (3, 11, 7)]
+    T = max(len(p) for p in prompts)
+    idx, valid = score.left_pad([p.tolist() for p in prompts], 0, "cpu")
+    with torch.no_grad():
+        logits = ours(idx, valid=valid)
+    batch = ours.generate(idx, 16, temperature=0, valid=valid)[:, T:]
+    gen = pytest.importorskip("transformers").GenerationConfig(max_new_tokens=16, do_sample=False, pad_token_id=0)
+    for i, p in enumerate(prompts):
+        with torch.no_grad():
+            assert (logits[i, T - len(p):] - ours(p[None])[0]).abs().max() < 1e-4
+            assert (logits[i, T - len(p):] - hf(p[None]).logits[0]).abs().max() < 1e-4
+        ref = hf.generate(p[None], attention_mask=torch.ones(1, len(p), dtype=torch.long), generation_config=gen)
+        assert torch.equal(batch[i], ref[0, len(p):]), i
+
+
+def test_sharded_and_bin_llama_checkpoints_load(tmp_path):
+    hf = tiny_hf_llama("qwen2", False, seed=3)
+    x = torch.randint(0, 211, (2, 20), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = hf(x).logits
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="40KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    assert len(list((tmp_path / "sharded").glob("model-*.safetensors"))) > 3
+    (tmp_path / "bin").mkdir()  # the legacy format, with the inv_freq buffers old checkpoints carry
+    hf.config.save_pretrained(tmp_path / "bin")
+    sd = {**hf.state_dict(), "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(8)}
+    torch.save(sd, tmp_path / "bin" / "pytorch_model.bin")
+    for d in ("sharded", "bin"):
+        with torch.no_grad():
+            assert (GPT.from_pretrained(str(tmp_path / d))(x) - ref).abs().max() < 1e-4, d
+    shard = sorted((tmp_path / "sharded").glob("model-*.safetensors"))[1]
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match=f"names shard {shard.name}"):
+        GPT.from_pretrained(str(tmp_path / "sharded"))
+
+
+def test_bad_llama_checkpoints_are_named(tmp_path):
+    import json
+    hf = tiny_hf_llama("llama", False)
+    hf.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 80}))  # weights are 96 wide
+    with pytest.raises(ValueError, match=r"shape mismatch for model\.layers\.0\.mlp\.gate_proj\.weight: "
+                                         r"checkpoint \(96, 64\), expected \(80, 64\)"):
+        GPT.from_pretrained(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": True}))
+    GPT.from_pretrained(str(tmp_path))  # a tied config ignores a stored lm_head.weight, as HF does
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "model_type": "qwen2"}))  # Qwen2 wants q/k/v biases
+    with pytest.raises(ValueError, match=r"missing \['model.layers.0.self_attn.k_proj.bias'"):
+        GPT.from_pretrained(str(tmp_path))
+    scaled = {**cfg, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5}}
+    (tmp_path / "config.json").write_text(json.dumps(scaled))
+    with pytest.raises(ValueError, match="model_type='llama' variant not supported: rope_type 'llama3'"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_old_configs_mean_gpt2_and_target_logprobs(monkeypatch):
+    """A checkpoint's config dict from before the Llama options still builds GPT-2; forward(targets=...)
+    (chunked, recomputed in backward) equals log_softmax + gather, values and gradients, with grad_ckpt too."""
+    import model as model_module
+    old = {"block_size": 32, "vocab_size": 50, "n_layer": 2, "n_head": 2, "n_embd": 16, "bias": True,
+           "layer_norm_epsilon": 1e-5}
+    m = GPT(model_module.config_from_dict(old))
+    assert "transformer.wpe.weight" in m.state_dict() and m.lm_head.weight is m.transformer.wte.weight
+    for kind, tie in LLAMA_KINDS[1:3]:
+        torch.manual_seed(0)
+        cfg = GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=4, n_embd=32, bias=False, rope=True,
+                        rmsnorm=True, swiglu=True, intermediate_size=48, n_kv_head=2, qkv_bias=kind == "qwen2",
+                        tie_word_embeddings=tie)
+        m = GPT(cfg).train()
+        x = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(0))
+        ref = torch.log_softmax(m(x[:, :-1]), -1).gather(-1, x[:, 1:, None])[..., 0]  # (3, 11)
+        g_ref = torch.autograd.grad(ref.sum(), list(m.parameters()))
+        monkeypatch.setattr(model_module, "LOGIT_CHUNK", 50 * 4)  # 4 positions of logits at a time
+        m.grad_ckpt = True
+        got = m(x[:, :-1], targets=x[:, 1:])
+        g_got = torch.autograd.grad(got.sum(), list(m.parameters()))
+        assert (got - ref).abs().max() < 1e-5
+        assert max((a - b).abs().max().item() for a, b in zip(g_got, g_ref)) < 1e-5
+        monkeypatch.undo()
+        with torch.no_grad():  # bf16 weights run (the --dtype bf16 path) and stay close
+            assert (m.to(torch.bfloat16)(x).float() - m.float()(x)).abs().max() < 0.5
+
+
+# ---- issue 7: the checkpoint's own tokenizer
+
+
+def _tokenizer_corpus():
+    """Real problems when ../shared/realdata is present (else none), and random strings over a mix of scripts,
+    digits, whitespace (incl. \\x1c, which Python's \\s matches but HF's does not), contractions, combining
+    marks (NFC) and special-token text."""
+    import random
+    real_texts = []
+    if REAL.is_dir():
+        real_texts += [r["problem"] for r in loaders.load_math(REAL / "math500" / "test.jsonl")]
+        real_texts += [r["problem"] for r in loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")][:500]
+        real_texts += [r["prompt"] + r["canonical_solution"]
+                       for r in loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")]
+        real_texts += [r["code"] for r in loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")]
+    pieces = (list("abcxyzABCXYZ0123456789 \n\n\r\t'.,;:!?()[]{}$\\^_-+=*/<>|\"") + list("éèüßøñçÅÉαβγΔπΣпривет中文数学题")
+              + list("٣٤५६①½²Ⅻ") + ["e\u0301", "A\u030a", "😀", "🚀", "\u00a0", "\u2009", "\u3000", "\x1c", "\x85",
+                                    "\u2028", "ſ", "K", "'s", "'LL", "'Re", "  ", "\r\n", "<|im_end|>", "<|im_start|>",
+                                    "<|im", "<|endoftext|>"])
+    rng = random.Random(0)
+    rand = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    return real_texts, rand
+
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>",
+            "<|end_header_id|>", "<|eot_id|>"]
+CHATML_TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                   "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+                   "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+                   "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+                   "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+                   "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+                   "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+
+
+def train_bpe(d, style, vocab_size=1500):
+    """Train a byte-level BPE in the Qwen2 (NFC, single digits) or Llama-3 (digit triples, ignore_merges) style
+    with the `tokenizers` library, and save it with its chat template via transformers into d."""
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizer import QWEN2_PATTERN
+    tk = tokenizers.Tokenizer(models.BPE(ignore_merges=style == "llama3"))
+    if style == "qwen2":
+        tk.normalizer = normalizers.NFC()
+    pattern = QWEN2_PATTERN if style == "qwen2" else LLAMA3_PATTERN
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tk.decoder = decoders.ByteLevel()
+    real_texts, rand = _tokenizer_corpus()
+    words = ["the", "answer", "is", "Final", "def", "return", "solution", "1234567", "x^2", "\\frac"]
+    corpus = real_texts[:1500] + rand[:500] + [" ".join(words[i % 10:] + words[:i % 10]) for i in range(200)]
+    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk, eos_token="<|im_end|>" if style == "qwen2" else "<|eot_id|>",
+        bos_token=None if style == "qwen2" else "<|begin_of_text|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHATML_TEMPLATE if style == "qwen2" else LLAMA3_TEMPLATE
+    fast.save_pretrained(d)
+    return tk, fast
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama3"])
+def bpe_pair(request, tmp_path_factory):
+    from tokenizer import HFTokenizer
+    d = tmp_path_factory.mktemp(f"bpe-{request.param}")
+    tk, fast = train_bpe(d, request.param)
+    return tk, fast, HFTokenizer(str(d)), d
+
+
+def test_hf_tokenizer_encode_decode_parity(bpe_pair):
+    tk, _, ours, _ = bpe_pair
+    real_texts, rand = _tokenizer_corpus()
+    texts = real_texts + rand
+    assert len(texts) >= 3000
+    bad = [t for t in texts if ours.encode(t) != tk.encode(t, add_special_tokens=False).ids]
+    assert bad == []
+    for t in texts[::3]:
+        ids = tk.encode(t, add_special_tokens=False).ids
+        assert ours.decode(ids, skip_special=False) == tk.decode(ids, skip_special_tokens=False)
+        assert ours.decode(ids) == tk.decode(ids, skip_special_tokens=True)
+    g = torch.Generator().manual_seed(0)  # arbitrary id sequences: partial UTF-8 becomes U+FFFD alike
+    for ids in torch.randint(0, tk.get_vocab_size(), (500, 7), generator=g).tolist():
+        assert ours.decode(ids, skip_special=False) == tk.decode(ids, skip_special_tokens=False)
+    assert ours.encode("a<|im_end|>b") == [ours.encode("a")[0], tk.token_to_id("<|im_end|>"), ours.encode("b")[0]]
+    if REAL.is_dir():
+        assert len(real_texts) > 1000  # the real part ran
+
+
+def test_hf_tokenizer_from_vocab_and_merges(bpe_pair, tmp_path):
+    """The slow-tokenizer files: vocab.json + merges.txt + tokenizer_config.json (Qwen2Tokenizer's pattern)."""
+    import json
+    tk, _, ours, d = bpe_pair
+    if ours.ignore_merges:
+        pytest.skip("Llama-3 ships tokenizer.json only")
+    from tokenizer import HFTokenizer
+    tk.model.save(str(tmp_path))  # vocab.json, merges.txt
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    added = {str(a.pop("id")): a for a in json.loads((d / "tokenizer.json").read_text())["added_tokens"]}
+    cfg = {**cfg, "tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added,  # as Qwen2 ships it
+           "chat_template": (d / "chat_template.jinja").read_text()}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    slow = HFTokenizer(str(tmp_path))
+    real_texts, rand = _tokenizer_corpus()
+    assert [t for t in real_texts + rand if slow.encode(t) != ours.encode(t)] == []
+    assert (slow.eos_id, slow.pad_id, slow.template) == (ours.eos_id, ours.pad_id, "chatml")
+
+
+def test_hf_tokenizer_chat_format_matches_template(bpe_pair):
+    pytest.importorskip("jinja2")  # transformers renders chat templates with it
+    from tokenizer import from_description
+    tk, fast, ours, d = bpe_pair
+    assert from_description(ours.describe()).encode("x = 1") == ours.encode("x = 1")
+    problem, y1, instr = "What is $1+1$? Don't guess.", "It is $2$.\nFinal Answer: 2", score.MATH_INSTRUCTION
+    msgs = [{"role": "user", "content": problem}]
+    ref = fast.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert ours.chat_prompt(problem) == ref
+    assert ours.encode(ours.chat_prompt(problem)) == fast(ref, add_special_tokens=False)["input_ids"]
+    # the sampler's layout: prompt, y1, the end-of-turn token, the follow-up turn == the whole conversation
+    full = fast.apply_chat_template(msgs + [{"role": "assistant", "content": y1}, {"role": "user", "content": instr}],
+                                    add_generation_prompt=True, tokenize=False)
+    ids = (ours.encode(ours.chat_prompt(problem)) + ours.encode(y1) + [ours.eos_id]
+           + ours.encode(ours.chat_followup(instr)))
+    assert ids == fast(full, add_special_tokens=False)["input_ids"]
+    assert ours.eos_id == fast.convert_tokens_to_ids("<|im_end|>" if ours.template == "chatml" else "<|eot_id|>")
+    assert ours.pad_id == fast.pad_token_id and ours.decode(ids) == tk.decode(ids, skip_special_tokens=True)
+
+
+# ---- issue 7: score.py on a real-task format
+
+
+MATH_RECORDS = [  # MATH jsonl records (problem, solution with \boxed{}, answer, subject, level, unique_id)
+    {"problem": f"What is ${a} + {b}$?", "solution": f"${a} + {b} = \\boxed{{{a + b}}}$.", "answer": str(a + b),
+     "subject": "Prealgebra", "level": 1, "unique_id": f"test/prealgebra/{a}{b}.json"}
+    for a, b in [(1, 2), (3, 4), (10, 5), (7, 8), (2, 2), (9, 9), (12, 30), (6, 1)]]
+
+
+def test_score_math_task_on_tiny_qwen2_end_to_end(tmp_path):
+    """`python score.py --init <HF dir> --task math`: Stage I steps, then Stage II from its checkpoint, then eval of
+    the HF directory and the checkpoints, on MATH-format files (the loader on realdata when present)."""
+    import json
+    d = tmp_path / "qwen"
+    train_bpe(d, "qwen2", vocab_size=600)
+    hf = tiny_hf_llama("qwen2", True, vocab=640)
+    hf.config.max_position_embeddings = 1024
+    hf.save_pretrained(d)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in MATH_RECORDS))
+    test = REAL / "math500" / "test.jsonl" if REAL.is_dir() else train
+    out = str(tmp_path / "out")
+    common = ["--task", "math", "--train_file", str(train), "--test_file", str(test), "--out", out, "--max_new", "12"]
+    rl = ["--batch", "2", "--k", "2", "--steps", "2", "--temperature", "1.0", "--grad_ckpt"]
+    score.main(["--stage", "stage1", "--init", str(d), *common, *rl])
+    score.main(["--stage", "stage2", "--init", f"{out}/stage1.pt", *common, *rl, "--dtype", "bf16"])
+    score.main(["--stage", "eval", "--evaluate", f"{d},stage1,score", "--n_test", "3", *common])
+    rows = [json.loads(r) for r in open(f"{out}/metrics.jsonl")]
+    assert [(r["name"], r["step"]) for r in rows] == [("stage1", 1), ("stage1", 2), ("score", 1), ("score", 2)]
+    assert all(0 <= r["r1"] <= 1 and r["kl1"] == r["kl1"] for r in rows)  # rewards in range, KL not NaN
+    res = json.load(open(f"{out}/results.json"))
+    assert [r["n"] for r in res] == [3, 3, 3]
+    model, state = load_checkpoint(f"{out}/score.pt")
+    assert state["ref"] == str(d) and state["tokenizer"] == {"kind": "hf", "path": str(d)}
+    assert model.config.rope and model.config.qkv_bias and model.config.n_kv_head == 2
+    task = score.for_tokenizer(score.derive(score.p.parse_args(["--stage", "eval", *common])).task_,
+                               from_description(state["tokenizer"]))
+    q = task.module.problems("train", 2)[0]
+    assert q["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                                  "You are a math expert.") and q["prompt"].endswith("<|im_start|>assistant\n")
+    assert task.instruction.startswith("\n<|im_start|>user\nThere might be an error in the solution above")
+    assert score.reward("so\nFinal Answer: The final answer is $3$. I hope it is correct.", {**q, "answer": "3"}) == 1

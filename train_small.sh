@@ -2,11 +2,11 @@
 # train_small.sh: the whole SCoRe story on a toy task, from scratch, on a CPU in minutes:
 #   base model (imperfect-solver corpus) -> Stage I (Eq. 3) -> Stage II (Eq. 4) -> greedy test-set table.
 # Writes out_small/{base,stage1,score}.pt, metrics.jsonl and results.json.
-# Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (math).
+# Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (toy_math).
 # Installs the requirements if torch/tiktoken/tqdm/numpy/safetensors are missing.
 set -euo pipefail
 cd "$(dirname "$0")"
-SEED="${SEED:-0}"; OUT="${OUT:-out_small}"; DEVICE="${DEVICE:-}"; TASK="${TASK:-math}"
+SEED="${SEED:-0}"; OUT="${OUT:-out_small}"; DEVICE="${DEVICE:-}"; TASK="${TASK:-toy_math}"
 PY="${PYTHON:-python3}"
 if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; then
   "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q torch==2.13.0

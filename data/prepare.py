@@ -5,8 +5,13 @@ from a local copy, then check each file with data/loaders.py and print what was 
     OUT/gsm8k/test.jsonl              openai/grade-school-math test split
     OUT/humaneval/HumanEval.jsonl.gz  openai/human-eval
     OUT/mbpp/sanitized-mbpp.json      google-research/mbpp, sanitized
+  and the training sets of score.py's real tasks (--dataset train; MBPP trains on the file above):
+    OUT/math/train.jsonl              openai/prm800k math_splits/train.jsonl: the 12,000 MATH problems not in
+                                      MATH500 (MATH train + the rest of MATH test), the usual MATH500 companion
+    OUT/gsm8k/train.jsonl             openai/grade-school-math train split
 
-Run:  python data/prepare.py --out data/raw [--dataset all|math500|gsm8k|humaneval|mbpp] [--from DIR]
+Run:  python data/prepare.py --out data/raw [--dataset all|train|math500|gsm8k|humaneval|mbpp|math_train|gsm8k_train]
+      [--from DIR]      (all: the four evaluation sets; train: the two training sets)
 With --from DIR the same relative paths are copied from DIR (e.g. ../shared/realdata) and no network is
 used; without it a failed download stops with a message naming --from. Licenses: see each source.
 """
@@ -29,11 +34,17 @@ SOURCES = {  # dataset -> (relative path, official URL, loader, expected count)
     "mbpp": ("mbpp/sanitized-mbpp.json", RAW + "google-research/google-research/master/mbpp/sanitized-mbpp.json",
              loaders.load_mbpp, 427),
 }
+TRAIN_SOURCES = {
+    "math_train": ("math/train.jsonl", RAW + "openai/prm800k/main/prm800k/math_splits/train.jsonl",
+                   loaders.load_math, 12000),
+    "gsm8k_train": ("gsm8k/train.jsonl", RAW + "openai/grade-school-math/master/grade_school_math/data/train.jsonl",
+                    loaders.load_gsm8k, 7473),
+}
 
 
 def prepare(out, datasets, src=None):
     for name in datasets:
-        rel, url, load, expected = SOURCES[name]
+        rel, url, load, expected = {**SOURCES, **TRAIN_SOURCES}[name]
         dst = os.path.join(out, rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if src:
@@ -54,9 +65,9 @@ def prepare(out, datasets, src=None):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="fetch MATH500, GSM8K, HumanEval and MBPP (sanitized)")
+    ap = argparse.ArgumentParser(description="fetch MATH500, GSM8K, HumanEval, MBPP (sanitized); or training sets")
     ap.add_argument("--out", required=True, help="folder to write into, e.g. data/raw")
-    ap.add_argument("--dataset", default="all", choices=["all", *SOURCES])
+    ap.add_argument("--dataset", default="all", choices=["all", "train", *SOURCES, *TRAIN_SOURCES])
     ap.add_argument("--from", dest="src", help="copy from this local folder instead of downloading")
     a = ap.parse_args()
-    prepare(a.out, list(SOURCES) if a.dataset == "all" else [a.dataset], a.src)
+    prepare(a.out, {"all": list(SOURCES), "train": list(TRAIN_SOURCES)}.get(a.dataset, [a.dataset]), a.src)
