@@ -1,31 +1,33 @@
 """
-data/toy_math.py: the toy math task: column addition with a written scratchpad, and the imperfect solver
-whose two-turn traces pre-train the base model.
+data/toy_math.py: the toy math task: column addition written most significant column first, and the
+imperfect solver whose two-turn traces pre-train the base model.
 
-A problem is "0347+0589=" (difficulty knobs: operand digits and number of terms). An attempt writes one
-column per step, least significant first, with the carry it uses, then the answer:
+A problem is "6101+8899=". An attempt writes one column per step, the most significant first, as
+"digit+digit+carry=sum"; the answer is what the columns spell (the first column's two-digit sum, then the
+units digit of every other column):
 
-    7+9+0=16,4+8+1=13,3+5+1=09,0+0+0=00,ans:00936
+    6+8+1=15,1+8+1=10,0+9+1=10,1+9+0=10      spells 15000
 
-Everything is fixed width (operands zero-padded to `width` digits, two-digit column sums, a width+1 digit
-answer), so every digit sits at a fixed position: a ~1M-parameter model learns the lookups in a minute,
-where variable-width text took it far longer.
+Everything is fixed width (4-digit operands, two-digit sums), so every digit sits at a fixed position and a
+~1M-parameter model learns the layout in a couple of minutes.
 
-Why this task (see data/README.md and ../shared/notes/toy-design.md for the longer story):
-  1. Real greedy mistakes. The imperfect solver has a *misconception*, not only noise: when a column received
-     a carry and makes a carry itself (two carries chain), it drops the outgoing carry with probability
-     p_bug=0.75. A model trained on its traces makes that error in its *mode*, so greedy first attempts fail
-     on problems with a chained carry (about 45% of 3-4 digit problems), while sampled attempts still find
-     the right carry a quarter of the time: RL has signal.
-  2. A second look can help: the dropped carry is visible in the scratchpad ("=13," then a column with
-     "+0"), so a second attempt can find the first wrong column.
-  3. No self-correction in the corpus: the second attempt re-solves with the same error process (p_copy=0;
-     never an oracle fix), so the greedy second attempt is the same mode as the first (delta ~ 0). With
-     copies in the corpus (p_copy 0.3-0.6, tried in development) the model learned to copy y1 token by
-     token, and sampled second attempts almost never fixed a wrong y1 (1.7% of problems), starving RL.
-     Random slips (p_slip=0.02, one column sum off by one) add "correct -> incorrect" revisions.
-  4. Held out by identity: a problem's split is a hash of its unordered operands, so no test problem (nor its
-     commuted twin) is in the base corpus or the RL prompts.
+Why this task (see data/README.md and ../shared/notes/toy-design.md):
+  1. Real greedy mistakes. Writing the most significant column first, the solver must know a column's
+     incoming carry before it has written the columns below. Its misconception (p_bug=1) looks only one
+     column ahead: a carry that ripples through a column summing to 9 is missed:
+         6+8+0=14,1+8+0=09,0+9+1=10,1+9+0=10      spells 14900 (wrong)
+     The base model learns this rule, so its greedy first attempts fail on ripple carries: about 47% of
+     problems, because operands are drawn with columns that sum to exactly 9 (P_NINE) or to 10 or more.
+  2. Checking is easier than solving. In the second attempt y1 is on the page: the carry into a column is
+     the tens digit of the sum y1 wrote for the column below it ("0+9+1=10" -> the hundreds needed a carry).
+     That is one lookup, while getting it right in a first attempt needs looking two or more columns ahead
+     in the prompt. Applying the lookup to the misconception's y1 solves 88% of problems (vs 53%).
+  3. No self-correction in the corpus. The second attempt copies the first (p_copy=0.5) or re-solves with
+     the same error process; it never gets an oracle fix, so the greedy second attempt repeats the first.
+     Random slips (p_slip=0.3: one column's carry flipped, blind to ripples) are the only way a sampled
+     attempt fixes a ripple, in either turn, so RL has signal in both turns and neither is handed the answer.
+  4. Held out by identity: a problem's split is a hash of its unordered operands, so no test problem (nor
+     its commuted twin) is in the base corpus or the RL prompts.
 
 Try it:  python data/toy_math.py
 """
