@@ -117,9 +117,9 @@ p.add_argument("--n_embd", type=int, default=128, help="base: residual width")
 p.add_argument("--block_size", type=int, default=128, help="base: context length in tokens")
 # optimisation
 p.add_argument("--steps", type=int, default=50, help="optimizer steps of this stage")
-p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (RL: linear warmup, then constant; base: cosine to 0)")
-p.add_argument("--warmup", type=int, default=10, help="RL: linear learning-rate warmup steps (Adam's first "
-               "steps on noisy policy gradients otherwise jolt a small pre-trained model)")
+p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (RL: linear warmup, then constant; base: warmup, then cosine to 0)")
+p.add_argument("--warmup", type=int, default=10, help="linear learning-rate warmup steps (RL: Adam's first steps "
+               "on noisy policy gradients otherwise jolt a small pre-trained model)")
 p.add_argument("--batch", type=int, default=64, help="prompts per step (RL) or sequences per step (base)")
 p.add_argument("--k", type=int, default=4, help="RL: samples per prompt (the RLOO group)")
 p.add_argument("--alpha", type=float, default=10.0, help="Stage II: progress bonus weight (paper: 10)")
@@ -422,7 +422,8 @@ def train_base(args, log):
     val = args.task_.module.problems("val", args.n_val, seed=args.seed)
     t0, ntok = time.time(), 0
     for step in tqdm(range(start, args.steps), desc="base", disable=None):
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))  # cosine to 0
+        # linear warmup, then cosine to 0: without warmup, lr 3e-3 sometimes stalled the base on a plateau
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for gr in opt.param_groups:
             gr["lr"] = lr
         tokens, mask = corpus_batch(task, tok, rng, args.batch, args.device)
