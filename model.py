@@ -167,6 +167,11 @@ class GPT(nn.Module):
             cache.valid[:, t0] = True
             cache.n_real += 1
             mask = cache.valid[:, None, None, :t0 + 1] if cache.padded else None  # (B, 1, 1, Tk)
+        elif cache is None and valid is None:
+            # training and scoring: full sequences, nothing to mask but causality, and no host sync
+            # (no bool() of a device tensor), which keeps the GPU busy and torch.compile's graph whole
+            pos = torch.arange(T, device=idx.device)[None]  # (1, T)
+            mask = None
         else:
             if valid is None:
                 valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
