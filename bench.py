@@ -246,7 +246,8 @@ def main():
     for name, shape, a, b in rows:
         print(f"| {name} | {shape} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x |")
     print(f"| two-turn sampler, toy, 64 toy-math prompts | 10 + {toy_new}, then ~69 + {toy_new} | {two_turn:,.0f} | | |")
-    print(f"\n### RL step, stage 2, 32 prompts x k 4, toy model ({N} sequences of {T} tokens)\n")
+    weights = args.init or "random weights"
+    print(f"\n### RL step, stage 2, 32 prompts x k 4, toy model, {weights} ({N} sequences of {T} tokens)\n")
     print("| phase | seconds | share |\n|---|---|---|")
     for name, t in split.items():
         print(f"| {name} | {t:.3f} | {100 * t / total:.0f}% |")

@@ -7,7 +7,9 @@ What is here, top to bottom:
   - Left-padded batches: `valid` (B, T) marks real tokens. Position ids count real tokens only and padded
     keys are masked out, so a padded row produces exactly the tokens it would produce alone.
   - KVCache + `model.generate(idx, max_new_tokens, temperature=..., top_k=...)`: batched prefill, then one
-    token per step with keys/values written in place into a preallocated cache. temperature=0 is greedy.
+    token per step with keys/values written in place into a preallocated cache, in inference mode, with no
+    per-step mask building and logits for the last position only. temperature=0 is greedy. Sampling is by
+    inverse CDF (one uniform per row): torch.multinomial's distribution at a fraction of its CPU cost.
   - `GPT.from_pretrained(name_or_path)`: a Hugging Face GPT-2 checkpoint directory (config.json plus
     model.safetensors or pytorch_model.bin) loaded into this class, shape-checked key by key (HF stores the
     four attention/MLP projections as Conv1D, i.e. transposed Linear weights).

@@ -3,7 +3,8 @@ test_score.py: the project's test suite (pytest). Run from the repo root:  pytho
 
 Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers, the toy math task and the SCoRe
 objectives (sampler masks, RLOO, credits, an end-to-end run with resume), then the graders of rewards.py
-(math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code).
+(math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code),
+and last DDP (two gloo processes against one).
 transformers is the test-time
 reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) skip with the reason when it
 is absent, as on a user's clone.
