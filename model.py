@@ -14,7 +14,9 @@ What is here, top to bottom:
   - Left-padded batches: `valid` (B, T) marks real tokens. Position ids count real tokens only and padded
     keys are masked out, so a padded row produces exactly the tokens it would produce alone.
   - KVCache + `model.generate(idx, max_new_tokens, temperature=..., top_k=...)`: batched prefill, then one
-    token per step with keys/values written in place into a preallocated cache. temperature=0 is greedy.
+    token per step with keys/values written in place into a preallocated cache, in inference mode, with no
+    per-step mask building and logits for the last position only. temperature=0 is greedy. Sampling is by
+    inverse CDF (one uniform per row): torch.multinomial's distribution at a fraction of its CPU cost.
   - `GPT.from_pretrained(name_or_path)`: a Hugging Face checkpoint directory of GPT2LMHeadModel,
     LlamaForCausalLM or Qwen2ForCausalLM (config.json plus model.safetensors, sharded safetensors with
     model.safetensors.index.json, or pytorch_model.bin) loaded into this class, shape-checked key by key with
@@ -93,11 +95,13 @@ class KVCache:
     def __init__(self, config, batch_size, max_len, device, dtype):
         hd = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_kv_head or config.n_head, max_len, hd)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # empty, not zeros: only positions < t are ever read, and each is written before it is read
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.n_real = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.t = 0  # number of cached positions (same for every row; padding keeps rows aligned)
+        self.padded = False  # whether any cached key is padding (decoding steps add none)
 
 
 def rope_cos_sin(pos, head_dim, theta):
@@ -143,12 +147,10 @@ class CausalSelfAttention(nn.Module):
             k = cache.k[layer, :, :, :t0 + T]  # (B, nkv, t0+T, hd)
             v = cache.v[layer, :, :, :t0 + T]  # (B, nkv, t0+T, hd)
         gqa = nkv != self.n_head  # query head h reads key/value head h // (nh / nkv), as HF's repeat_kv
-        if mask is None:  # no padding, no cache: plain causal attention (fast path)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        elif mask is True:  # single query over an all-real cache: nothing to mask
-            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # mask (B, 1, T, Tk)
+        # mask None: nothing but causality to mask. SDPA's is_causal aligns the query block to the first key,
+        # right for a prefill (t0 = 0) and not needed for a single decoding query, which may see every key
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           enable_gqa=gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y)
 
@@ -245,30 +247,44 @@ class GPT(nn.Module):
         if t0 + T > self.config.block_size:
             raise ValueError(f"sequence of {t0 + T} tokens exceeds the model's context of "
                              f"{self.config.block_size} tokens (block_size)")
-        if valid is None:
-            valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
-        # position ids count real tokens only, so left padding does not shift a row's positions
-        n_before = cache.n_real[:, None] if cache is not None else 0
-        pos = (n_before + valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
-        if cache is not None:
-            cache.valid[:, t0:t0 + T] = valid
-            cache.n_real += valid.long().sum(1)
-            key_valid = cache.valid[:, :t0 + T]  # (B, Tk)
-        else:
-            key_valid = valid
-        # attention mask: causal, real keys only; every query also sees itself so a padding query's softmax
-        # is never empty (its output is unused: real queries never attend to padding keys)
-        if cache is None and bool(valid.all()):
+        if cache is not None and T == 1 and valid is None:
+            # decoding fast path: one real token per row, no per-step mask building; padding keys (if any)
+            # are masked by a view of the cache's validity row
+            pos = cache.n_real[:, None].clone()  # (B, 1): a copy, n_real advances below
+            cache.valid[:, t0] = True
+            cache.n_real += 1
+            mask = cache.valid[:, None, None, :t0 + 1] if cache.padded else None  # (B, 1, 1, Tk)
+        elif cache is None and valid is None:
+            # training and scoring: full sequences, nothing to mask but causality, and no host sync
+            # (no bool() of a device tensor), which keeps the GPU busy and torch.compile's graph whole
+            pos = torch.arange(T, device=idx.device)[None]  # (1, T)
             mask = None
-        elif T == 1 and bool(key_valid.all()):
-            mask = True
         else:
-            Tk = t0 + T
-            q_abs = torch.arange(t0, t0 + T, device=idx.device)[:, None]  # (T, 1)
-            k_abs = torch.arange(Tk, device=idx.device)[None, :]  # (1, Tk)
-            causal = k_abs <= q_abs  # (T, Tk)
-            mask = (causal[None] & key_valid[:, None, :]) | (k_abs == q_abs)[None]  # (B, T, Tk)
-            mask = mask[:, None]  # (B, 1, T, Tk), broadcast over heads
+            if valid is None:
+                valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+            # position ids count real tokens only, so left padding does not shift a row's positions
+            n_before = cache.n_real[:, None] if cache is not None else 0
+            pos = (n_before + valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+            if cache is not None:
+                cache.valid[:, t0:t0 + T] = valid
+                cache.n_real += valid.long().sum(1)
+                key_valid = cache.valid[:, :t0 + T]  # (B, Tk)
+            else:
+                key_valid = valid
+            # attention mask: causal, real keys only; every query also sees itself so a padding query's
+            # softmax is never empty (its output is unused: real queries never attend to padding keys)
+            all_real = bool(valid.all())
+            if cache is not None:
+                cache.padded = cache.padded or not all_real
+            if t0 == 0 and all_real:
+                mask = None  # plain causal attention (fast path)
+            else:
+                Tk = t0 + T
+                q_abs = torch.arange(t0, t0 + T, device=idx.device)[:, None]  # (T, 1)
+                k_abs = torch.arange(Tk, device=idx.device)[None, :]  # (1, Tk)
+                causal = k_abs <= q_abs  # (T, Tk)
+                mask = (causal[None] & key_valid[:, None, :]) | (k_abs == q_abs)[None]  # (B, T, Tk)
+                mask = mask[:, None]  # (B, 1, T, Tk), broadcast over heads
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
         if self.config.rope:  # the same positions as wpe would use, so left padding and the cache stay exact
@@ -318,27 +334,29 @@ class GPT(nn.Module):
         dtype = next(self.parameters()).dtype
         if torch.is_autocast_enabled(idx.device.type):
             dtype = torch.get_autocast_dtype(idx.device.type)
-        cache = KVCache(self.config, B, T + max_new_tokens, idx.device, dtype)
-        logits = self(idx, valid=valid, cache=cache, last_only=True)[:, -1]  # (B, V) batched prefill
-        out = torch.empty(B, max_new_tokens, dtype=idx.dtype, device=idx.device)
-        out_lp = torch.zeros(B, max_new_tokens, device=idx.device)
-        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        n = 0
-        for n in range(1, max_new_tokens + 1):
-            tok = sample_next(logits, temperature, top_k, generator)  # (B,)
-            if eos_id is not None:
-                tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-            if logprobs:  # rows that ended before this step get 0
-                lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]  # (B,)
-                out_lp[:, n - 1] = lp.masked_fill(done, 0.0)
-            if eos_id is not None:
-                done |= tok == eos_id
-            out[:, n - 1] = tok
-            if n == max_new_tokens or (eos_id is not None and bool(done.all())):
-                break
-            logits = self(tok[:, None], cache=cache, last_only=True)[:, -1]  # (B, V)
+        with torch.inference_mode():  # no autograd bookkeeping at all (cheaper than no_grad per op)
+            cache = KVCache(self.config, B, T + max_new_tokens, idx.device, dtype)
+            logits = self(idx, valid=valid, cache=cache, last_only=True)[:, -1]  # (B, V) batched prefill
+            out = torch.empty(B, max_new_tokens, dtype=idx.dtype, device=idx.device)
+            out_lp = torch.zeros(B, max_new_tokens, device=idx.device)
+            done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+            n = 0
+            for n in range(1, max_new_tokens + 1):
+                tok = sample_next(logits, temperature, top_k, generator)  # (B,)
+                if eos_id is not None:
+                    tok.masked_fill_(done, pad_id)
+                if logprobs:  # rows that ended before this step get 0
+                    lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]  # (B,)
+                    out_lp[:, n - 1] = lp.masked_fill_(done, 0.0)
+                if eos_id is not None:
+                    done |= tok == eos_id
+                out[:, n - 1] = tok
+                if n == max_new_tokens or (eos_id is not None and bool(done.all())):
+                    break
+                logits = self(tok[:, None], cache=cache, last_only=True)[:, -1]  # (B, V)
+        # built outside inference mode, so callers may feed the result to autograd (e.g. train on it)
         tokens = torch.cat([idx, out[:, :n]], dim=1)
-        return (tokens, out_lp[:, :n]) if logprobs else tokens
+        return (tokens, out_lp[:, :n].clone()) if logprobs else tokens
 
     @classmethod
     def from_pretrained(cls, name_or_path):
@@ -471,15 +489,23 @@ def _llama_keys(config):
 
 
 def sample_next(logits, temperature=1.0, top_k=None, generator=None):
-    """Next token ids (B,) from logits (B, V). temperature=0: argmax."""
+    """Next token ids (B,) from logits (B, V). temperature=0: argmax.
+
+    Sampling is by inverse CDF: one uniform per row, located in the cumulative probabilities. It draws from
+    the same distribution as torch.multinomial, which spends one exponential variate per vocabulary entry
+    and dominates decoding time on a CPU at GPT-2's 50k-token vocabulary.
+    """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]  # (B,)
+    cdf = F.softmax(logits, dim=-1).cumsum_(-1)  # (B, V), non-decreasing: zero-probability tokens add a flat step
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]  # (B, 1) in [0, total)
+    # the first index whose cdf exceeds u: never a zero-probability token (its cdf equals its predecessor's)
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1)  # (B,)
 
 
 def _resolve_hf_path(name_or_path):

@@ -64,6 +64,9 @@ Departures from the paper, numbered:
 Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
 One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
 A real model (the README's recipe):  python score.py --stage stage1 --task math --init <Qwen2.5 dir> ...
+On N GPUs (or N CPU processes), DDP:  torchrun --nproc_per_node=N score.py --stage stage1 ...  (--batch is the
+total over all ranks; each rank samples batch/N prompts with seed + rank)
+Speed figures (sampler vs Hugging Face generate, RL step split, FLOP/s):  python bench.py
 """
 import argparse
 import hashlib
@@ -76,7 +79,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from data import loaders, toy_math
@@ -110,6 +115,8 @@ p.add_argument("--ref_dtype", choices=["", "fp32", "bf16"], default="", help="RL
                "(the frozen reference loses nothing that bf16 autocast would not)")
 p.add_argument("--grad_ckpt", action="store_true", help="RL: recompute each block in backward (activation memory "
                "of long sequences for about one extra forward)")
+p.add_argument("--compile", action="store_true", help="torch.compile the model for the training forward/backward "
+               "(sampling stays eager); pays off on a GPU, costs minutes of compile time on a small CPU run")
 # model (base stage only)
 p.add_argument("--n_layer", type=int, default=4, help="base: transformer blocks")
 p.add_argument("--n_head", type=int, default=4, help="base: attention heads")
@@ -150,6 +157,19 @@ class Task:
 def derive(args):
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
     args.device = get_device(args.device or None)
+    # ---- DDP: `torchrun --nproc_per_node=N score.py ...` sets RANK/WORLD_SIZE; one process per device.
+    # Each rank samples its own share of the batch; DDP all-reduces gradients; rank 0 alone prints and writes.
+    args.ddp = int(os.environ.get("RANK", -1)) != -1
+    args.rank, args.world = 0, 1
+    if args.ddp:
+        dist.init_process_group(backend="nccl" if args.device.type == "cuda" else "gloo")
+        args.rank, args.world = dist.get_rank(), dist.get_world_size()
+        if args.device.type == "cuda":
+            args.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(args.device)
+        if args.batch % args.world:
+            raise ValueError(f"--batch {args.batch} must divide evenly over {args.world} DDP ranks")
+    args.master = args.rank == 0
     if args.task == "toy_math":
         args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
     else:
@@ -413,37 +433,44 @@ def train_base(args, log):
     tok = CharTokenizer(task.alphabet)
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every DDP rank
     model = GPT(cfg).to(args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    rng = random.Random(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0, fused=args.device.type == "cuda")
+    rng = random.Random(args.seed + args.rank)  # DDP: each rank draws its own sequences
     start = resume(args, model, opt, rng)
-    print(f"base model: {model.num_params() / 1e6:.2f}M parameters, {args.steps} steps of {args.batch} sequences")
+    train_model = ddp_wrap(args, torch.compile(model) if args.compile else model)  # the training forward
+    if args.master:
+        print(f"base model: {model.num_params() / 1e6:.2f}M parameters, {args.steps} steps of {args.batch} sequences")
     val = args.task_.module.problems("val", args.n_val, seed=args.seed)
     t0, ntok = time.time(), 0
-    for step in tqdm(range(start, args.steps), desc="base", disable=None):
+    for step in tqdm(range(start, args.steps), desc="base", disable=None if args.master else True):
         # linear warmup, then cosine to 0: without warmup, lr 3e-3 sometimes stalled the base on a plateau
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for gr in opt.param_groups:
             gr["lr"] = lr
-        tokens, mask = corpus_batch(task, tok, rng, args.batch, args.device)
+        tokens, mask = corpus_batch(task, tok, rng, args.batch // args.world, args.device)
         with autocast(args.device):
-            lp = token_logprobs(model, tokens)  # (B, T)
-        nll = -(lp * mask).sum() / mask.sum()
+            lp = token_logprobs(train_model, tokens)  # (B, T)
+        n_tok = mask.sum()
+        if args.ddp:  # DDP averages gradients over ranks: divide by the mean count to get the combined token mean
+            dist.all_reduce(n_tok)
+            n_tok = n_tok / args.world
+        nll = -(lp * mask).sum() / n_tok
         opt.zero_grad(set_to_none=True)
         nll.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ntok += tokens.numel()
+        ntok += tokens.numel() * args.world
         row = dict(stage="base", step=step + 1, nll=nll.item(), lr=lr, tok_per_s=ntok / (time.time() - t0))
-        if args.eval_every and (step + 1) % args.eval_every == 0:
+        if args.eval_every and (step + 1) % args.eval_every == 0 and args.master:
             row.update({f"val_{k}": v for k, v in evaluate(model, tok, task, val, args.max_new).items()})
             model.train()
         log(row)
-        if (step + 1) % args.ckpt_every == 0:
+        if (step + 1) % args.ckpt_every == 0 and args.master:
             save_checkpoint(last_path(args), model, tok, optimizer=opt.state_dict(), step=step + 1,
                             rng=rng.getstate(), stage=args.stage)
-    save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage)
+    if args.master:
+        save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -466,6 +493,31 @@ def turn_credits(stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
     return r1 - beta1 * kl1, r2 + alpha * (r2 - r1) - beta1 * kl2
 
 
+def rl_update(args, model, opt, s, r1, r2, ref_lp):
+    """One REINFORCE update on a sampled batch: s from sample_two_turns, r1, r2 (N,) rewards, ref_lp (N, T).
+
+    Under DDP each rank passes its own share, whole RLOO groups of k. The loss is a mean over the rank's
+    samples and DDP averages gradients over ranks, so with equal shares the update equals one process's
+    update on the combined batch; no extra scaling. Returns kl1, kl2 (N,) and the gradient norm before clipping.
+    """
+    with autocast(args.device):
+        lp = token_logprobs(model, s["tokens"])  # (N, T), with gradients
+    m1, m2 = s["m1"], s["m2"]
+    # Eq. 2's KL(pi || ref), k1 estimate per turn: sum over the turn's sampled tokens of log pi - log ref
+    kl1 = ((lp.detach() - ref_lp) * m1).sum(1)  # (N,)
+    kl2 = ((lp.detach() - ref_lp) * m2).sum(1)  # (N,)
+    c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2)  # (N,) each
+    a1, a2 = rloo(c1, args.k), rloo(c2, args.k)  # (N,) each
+    # Eq. 2-4 as REINFORCE with per-turn credit (gamma = 0): each turn's log-prob times its own advantage
+    objective = ((a1[:, None] * lp * m1).sum(1) + (a2[:, None] * lp * m2).sum(1)).mean()
+    loss = -objective
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return kl1, kl2, grad_norm
+
+
 def train_rl(args, log):
     policy, state = load_model(args.init, args.dtype)
     tok = from_description(state["tokenizer"])
@@ -475,53 +527,47 @@ def train_rl(args, log):
     policy.grad_ckpt = args.grad_ckpt
     policy.to(args.device).train()
     ref.to(args.device).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0)
-    rng = random.Random(args.seed)
-    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0, fused=args.device.type == "cuda")
+    rng = random.Random(args.seed + args.rank)  # DDP: each rank its own prompts and samples
+    gen = torch.Generator(device=args.device).manual_seed(args.seed + args.rank)
     start = resume(args, policy, opt, rng, gen)
+    model = ddp_wrap(args, torch.compile(policy) if args.compile else policy)  # the training forward
     train = task.module.problems("train", 20000, seed=args.seed)
     val = task.module.problems("val", args.n_val, seed=args.seed)
-    print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
-          f"{args.steps} steps x {args.batch} prompts x k={args.k}")
+    if args.master:
+        print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
+              f"{args.steps} steps x {args.batch} prompts x k={args.k}" + (f" on {args.world} DDP ranks" if args.ddp else ""))
     t0, ntok = time.time(), 0
-    for step in tqdm(range(start, args.steps), desc=args.stage, disable=None):
+    for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):
         for gr in opt.param_groups:
             gr["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        batch = rng.sample(train, args.batch)
+        batch = rng.sample(train, args.batch // args.world)  # DDP: this rank's share of the prompts
         prompts = [tok.encode(q["prompt"]) for q in batch for _ in range(args.k)]  # N = batch * k, grouped
         policy.eval()
-        s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
+        with autocast(args.device):
+            s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
         policy.train()
         probs = [q for q in batch for _ in range(args.k)]
         r1 = torch.tensor([reward(a, q) for a, q in zip(s["y1"], probs)], device=args.device)  # (N,)
         r2 = torch.tensor([reward(b, q) for b, q in zip(s["y2"], probs)], device=args.device)  # (N,)
-        with torch.no_grad(), autocast(args.device):
+        with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
             ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
-        with autocast(args.device):
-            lp = token_logprobs(policy, s["tokens"])  # (N, T), with gradients
-        m1, m2 = s["m1"], s["m2"]
-        # Eq. 2's KL(pi || ref), k1 estimate per turn: sum over the turn's sampled tokens of log pi - log ref
-        kl1 = ((lp.detach() - ref_lp) * m1).sum(1)  # (N,)
-        kl2 = ((lp.detach() - ref_lp) * m2).sum(1)  # (N,)
-        c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2)  # (N,) each
-        a1, a2 = rloo(c1, args.k), rloo(c2, args.k)  # (N,) each
-        # Eq. 2-4 as REINFORCE with per-turn credit (gamma = 0): each turn's log-prob times its own advantage
-        objective = ((a1[:, None] * lp * m1).sum(1) + (a2[:, None] * lp * m2).sum(1)).mean()
-        loss = -objective
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
-        ntok += int((m1 + m2).sum())
-        row = dict(stage=args.stage, step=step + 1, r1=r1.mean().item(), r2=r2.mean().item(),
-                   kl1=kl1.mean().item(), kl2=kl2.mean().item(), sampled_tok_per_s=ntok / (time.time() - t0))
-        if args.eval_every and (step + 1) % args.eval_every == 0:
+        kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)
+        sums = torch.stack([r1.sum(), r2.sum(), kl1.sum(), kl2.sum(), (s["m1"] + s["m2"]).sum()])
+        if args.ddp:  # log the combined batch, not rank 0's share
+            dist.all_reduce(sums)
+        r1m, r2m, kl1m, kl2m = (sums[:4] / (len(prompts) * args.world)).tolist()
+        ntok += int(sums[4])
+        row = dict(stage=args.stage, step=step + 1, r1=r1m, r2=r2m, kl1=kl1m, kl2=kl2m, grad_norm=grad_norm.item(),
+                   sampled_tok_per_s=ntok / (time.time() - t0))
+        if args.eval_every and (step + 1) % args.eval_every == 0 and args.master:
             row.update({f"val_{k}": v for k, v in evaluate(policy, tok, task, val, args.max_new).items()})
         log(row)
-        if (step + 1) % args.ckpt_every == 0:
+        if (step + 1) % args.ckpt_every == 0 and args.master:
             save_checkpoint(last_path(args), policy, tok, optimizer=opt.state_dict(), step=step + 1,
                             rng=rng.getstate(), gen=gen.get_state(), ref=ref_path, stage=args.stage)
-    save_checkpoint(os.path.join(args.out, args.name + ".pt"), policy, tok, ref=ref_path, stage=args.stage)
+    if args.master:
+        save_checkpoint(os.path.join(args.out, args.name + ".pt"), policy, tok, ref=ref_path, stage=args.stage)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -530,6 +576,13 @@ def train_rl(args, log):
 
 def last_path(args):
     return os.path.join(args.out, args.name + "_last.pt")
+
+
+def ddp_wrap(args, model):
+    """DDP: wrap the training model so backward all-reduces (averages) gradients over ranks."""
+    if not args.ddp:
+        return model
+    return DDP(model, device_ids=[args.device.index] if args.device.type == "cuda" else None)
 
 
 def resume(args, model, opt, rng, gen=None):
@@ -544,7 +597,12 @@ def resume(args, model, opt, rng, gen=None):
     rng.setstate(state["rng"])
     if gen is not None:
         gen.set_state(state["gen"])
-    print(f"resumed {args.stage} from {last_path(args)} at step {state['step']}")
+    if args.ddp:  # the checkpoint holds rank 0's RNG states: give each rank a stream of its own again (not exact)
+        rng.seed(args.seed + args.rank + 7919 * state["step"])
+        if gen is not None:
+            gen.manual_seed(args.seed + args.rank + 7919 * state["step"])
+    if args.master:
+        print(f"resumed {args.stage} from {last_path(args)} at step {state['step']}")
     return state["step"]
 
 
@@ -553,6 +611,8 @@ def main(argv=None):
     metrics = os.path.join(args.out, "metrics.jsonl")
 
     def log(row):
+        if not args.master:  # DDP: rank 0 alone logs
+            return
         with open(metrics, "a") as f:
             f.write(json.dumps({"name": args.name, "seed": args.seed, **row}) + "\n")
         keys = [k for k in row if k not in ("stage", "step")]
@@ -567,7 +627,7 @@ def main(argv=None):
         if not args.init:
             raise ValueError(f"--stage {args.stage} needs --init (a checkpoint to start from)")
         train_rl(args, log)
-    else:
+    elif args.master:  # eval: one process is enough
         rows = []
         for name in args.evaluate.split(","):  # a checkpoint name in --out, or a Hugging Face directory
             model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
@@ -579,6 +639,8 @@ def main(argv=None):
         print(table(rows))
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(rows, f, indent=1)
+    if args.ddp:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ test_score.py: the project's test suite (pytest). Run from the repo root:  pytho
 
 Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers, the toy math task and the SCoRe
 objectives (sampler masks, RLOO, credits, an end-to-end run with resume), then the graders of rewards.py
-(math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code).
+(math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code),
+and last DDP (two gloo processes against one).
 transformers is the test-time
 reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) skip with the reason when it
 is absent, as on a user's clone.
@@ -143,6 +144,19 @@ def test_generate_stops_at_eos(toy_model):
             assert torch.equal(out[i, :e + 1], free[i, :e + 1]) and (out[i, e + 1:] == 0).all()
     if all((free[i] == eos).any() for i in range(6)):
         assert out.shape[1] < 30  # every row ended: decoding stopped early
+
+
+def test_sampling_matches_the_softmax_distribution():
+    from model import sample_next
+    logits = torch.tensor([[2.0, 0.5, -float("inf"), 1.0, -1.0, 0.0]])
+    g = torch.Generator().manual_seed(0)
+    for temperature, top_k in [(1.0, None), (0.7, 3)]:
+        want = torch.softmax(logits / temperature, -1)[0]
+        if top_k:  # top-k keeps the k likeliest tokens, renormalised
+            want[want.argsort()[:-top_k]] = 0
+            want /= want.sum()
+        got = torch.bincount(sample_next(logits.expand(100_000, -1), temperature, top_k, g), minlength=6) / 1e5
+        assert (got - want).abs().max() < 0.01 and got[want == 0].sum() == 0  # 0.01: over 6 standard errors
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -989,3 +1003,54 @@ def test_score_math_task_on_tiny_qwen2_end_to_end(tmp_path):
                                   "You are a math expert.") and q["prompt"].endswith("<|im_start|>assistant\n")
     assert task.instruction.startswith("\n<|im_start|>user\nThere might be an error in the solution above")
     assert score.reward("so\nFinal Answer: The final answer is $3$. I hope it is correct.", {**q, "answer": "3"}) == 1
+
+
+# ---- issue 6: DDP
+
+
+def _ddp_setup():
+    """A tiny policy, its optimizer and a fixed RL batch of 8 samples in RLOO groups of k = 2."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=20, n_layer=1, n_head=2, n_embd=16))
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)  # SGD: the step is the (clipped) gradient itself
+    args = score.p.parse_args(["--stage", "stage2", "--k", "2"])
+    args.device = torch.device("cpu")
+    g = torch.Generator().manual_seed(1)
+    n, T = 8, 16
+    s = dict(tokens=torch.randint(2, 20, (n, T), generator=g), m1=torch.zeros(n, T), m2=torch.zeros(n, T))
+    s["m1"][:, 2:7], s["m2"][:, 9:] = 1, 1
+    r1, r2 = torch.randint(0, 2, (n,), generator=g).float(), torch.randint(0, 2, (n,), generator=g).float()
+    ref_lp = -3 * torch.rand(n, T, generator=g)
+    return model, opt, args, (s, r1, r2, ref_lp)
+
+
+def _ddp_rank(rank, world, port, out):
+    """One DDP rank (gloo): the update on this rank's share of whole RLOO groups; writes params + grad norm."""
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model, opt, args, (s, r1, r2, ref_lp) = _ddp_setup()
+    share = slice(rank * 8 // world, (rank + 1) * 8 // world)  # 4 samples: 2 whole groups of k = 2
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    _, _, norm = score.rl_update(args, ddp, opt, {k: v[share] for k, v in s.items()}, r1[share], r2[share],
+                                 ref_lp[share])
+    torch.save({"params": [p.detach() for p in model.parameters()], "norm": norm}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_update_equals_single_process_update(tmp_path):
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as sock:  # a free port for the gloo rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_rank, args=(2, port, str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    model, opt, args, batch = _ddp_setup()
+    before = [p.detach().clone() for p in model.parameters()]
+    _, _, norm = score.rl_update(args, model, opt, *batch)  # one process, the combined batch
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))  # the ranks agree exactly
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step moved something
+    for a, b in zip(r0["params"], model.parameters()):  # and match the single process, up to float sums
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert abs(r0["norm"] - norm) < 1e-5 * norm  # the scale too: clipping would hide a wrong loss scale
