@@ -45,13 +45,11 @@ Departures from the paper, numbered:
   2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of
      y2 does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
   3. Checkpoints are the last step of each stage, not "highest training reward" (one fewer knob).
-  4. train_small.sh samples RL at temperature 0.7, not 1.0: the minutes-trained base puts far more mass on
-     tail tokens than an LLM (validation, 600 problems: sampled t1 47% at T=1 vs 66% greedy, 58% at 0.8),
-     so at T=1 both stages mostly learn to suppress noise. Evaluation stays greedy. The gradient still uses
-     the untempered log-probs, so below T=1 the samples come from a sharpened policy and the estimate is
-     biased (the usual practice; flagged here because REINFORCE assumes samples from pi itself).
-  5. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: with 0.1 the greedy first attempt drifted from
-     65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
+  4. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: on the first version of the toy, 0.1 let the
+     greedy first attempt drift from 65.7% to 52.1% in 100 steps (validation) and 1.0 held it at 64.1%.
+  5. The toy's answer is read from the attempt's columns (toy_math.answer), not from a stated final answer:
+     a separate answer line written after the columns could be fixed in the first attempt by the same
+     lookup the second attempt uses, which would erase the asymmetry the toy is built on.
   6. Real tasks, prompt layout (ours; the paper gives the wording, not the layout): the math user turn is the
      instruction, a blank line, "Problem:", the problem; MBPP's shots and question share one user turn, and
      HumanEval's is "Complete the following Python function." and the prompt in a ```python fence. The
@@ -507,7 +505,12 @@ def rl_update(args, model, opt, s, r1, r2, ref_lp):
     kl1 = ((lp.detach() - ref_lp) * m1).sum(1)  # (N,)
     kl2 = ((lp.detach() - ref_lp) * m2).sum(1)  # (N,)
     c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2)  # (N,) each
-    a1, a2 = rloo(c1, args.k), rloo(c2, args.k)  # (N,) each
+    a1 = rloo(c1, args.k)  # (N,)
+    # y2's baseline may depend on anything fixed before y2 is sampled. Eq. 4's bonus carries -alpha r(y1), a
+    # function of y1 alone, so it joins y2's baseline exactly: RLOO runs on c2 + alpha r(y1). The expected
+    # gradient is unchanged, but without this the k samples' different y1 outcomes (worth +-10) swamp the
+    # y2 advantages: with k = 4 a correct y2 after a correct y1 was often pushed down.
+    a2 = rloo(c2 + args.alpha * r1, args.k) if args.stage == "stage2" else rloo(c2, args.k)  # (N,)
     # Eq. 2-4 as REINFORCE with per-turn credit (gamma = 0): each turn's log-prob times its own advantage
     objective = ((a1[:, None] * lp * m1).sum(1) + (a2[:, None] * lp * m2).sum(1)).mean()
     loss = -objective
