@@ -325,6 +325,54 @@ def test_rloo_and_turn_credits():
     assert torch.allclose(c2, torch.tensor([11, -10, 1, -0.03]))  # bonus alpha*(r2 - r1): i->c +10, c->i -10
 
 
+def test_update_on_a_hand_built_batch_equals_the_hand_computed_gradient():
+    # One prompt, k = 4. Sequence layout: [x, y1, y1, p, y2, pad]: the instruction p and the padding are masked.
+    # A stand-in model whose log-prob of each next token is its own parameter w[i, t-1], so the update of w
+    # (plain SGD, lr 1) is minus the clipped gradient of the loss, which we write out from the paper by hand.
+    class LogProbs(torch.nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.w = torch.nn.Parameter(w.clone())
+
+        def forward(self, idx, targets=None):
+            return self.w  # (N, T-1): log p(token t | tokens < t) for t = 1..T-1
+
+    N, T, k, alpha, beta1, beta2 = 4, 6, 4, 10.0, 0.01, 0.1
+    m1 = torch.tensor([[0, 1, 1, 0, 0, 0.0]] * N)
+    m2 = torch.tensor([[0, 0, 0, 0, 1, 0.0]] * N)
+    s = {"tokens": torch.zeros(N, T, dtype=torch.long), "m1": m1, "m2": m2}
+    w0 = -0.5 - 0.1 * torch.arange(N * (T - 1), dtype=torch.float).view(N, T - 1)  # (N, T-1)
+    ref_lp = torch.full((N, T), -1.0)
+    r1, r2 = torch.tensor([1.0, 0, 0, 1]), torch.tensor([1.0, 1, 0, 0])
+    lp = torch.nn.functional.pad(w0, (1, 0))  # (N, T)
+    kl1 = [float(((lp[i] - ref_lp[i]) * m1[i]).sum()) for i in range(N)]
+    kl2 = [float(((lp[i] - ref_lp[i]) * m2[i]).sum()) for i in range(N)]
+    for stage in ("stage1", "stage2"):
+        if stage == "stage1":  # Eq. 3: y1 only its beta2 KL, y2 its reward and beta1 KL
+            c1 = [-beta2 * kl1[i] for i in range(N)]
+            c2 = [r2[i] - beta1 * kl2[i] for i in range(N)]
+        else:  # Eq. 4: each turn its own reward; the bonus alpha (r2 - r1) on y2, whose -alpha r1 is baseline
+            c1 = [r1[i] - beta1 * kl1[i] for i in range(N)]
+            c2 = [r2[i] + alpha * (r2[i] - r1[i]) - beta1 * kl2[i] + alpha * r1[i] for i in range(N)]
+        a1 = [c1[i] - sum(c1[j] for j in range(N) if j != i) / (k - 1) for i in range(N)]  # leave one out
+        a2 = [c2[i] - sum(c2[j] for j in range(N) if j != i) / (k - 1) for i in range(N)]
+        grad = torch.zeros(N, T - 1)  # d loss / d w = -(a1 m1 + a2 m2) / N at each sampled token
+        for i in range(N):
+            for t in range(1, T):
+                grad[i, t - 1] = -(a1[i] * m1[i, t] + a2[i] * m2[i, t]) / N
+        model = LogProbs(w0)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        args = score.p.parse_args(["--stage", stage, "--k", "4", "--alpha", "10", "--beta1", "0.01", "--beta2", "0.1"])
+        args.device = torch.device("cpu")
+        _, _, norm = score.rl_update(args, model, opt, s, r1, r2, ref_lp)
+        assert abs(float(norm) - float(grad.norm())) < 1e-4
+        step = w0 - model.w.detach()  # = clipped gradient
+        assert torch.allclose(step, grad * min(1.0, 1.0 / float(grad.norm())), atol=1e-5)
+        assert step[:, 2].abs().max() == 0 and step[:, 4].abs().max() == 0  # instruction, padding: no gradient
+    # Stage II's y2 advantages are (1 + alpha) (r2 - mean of the others' r2), up to the small beta1 KL terms
+    assert all(abs(float(a) - e) < 0.02 for a, e in zip(a2, [22 / 3, 22 / 3, -22 / 3, -22 / 3]))
+
+
 def test_metrics_on_hand_built_answers():
     assert score.edit_distance("kitten", "sitting") == 3
     ok, q = "1+0+0=01,8+0+0=08,0+0+0=00,0+7+0=07", {"answer": "1807"}  # 1800+0007, most significant column first
