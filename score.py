@@ -82,9 +82,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import loaders, toy_math
+from data import loaders, toy_code, toy_math
 from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from rewards import extract_answer, extract_code, humaneval_reward, math_reward, mbpp_reward
+from rewards import extract_answer, extract_code, humaneval_reward, math_reward, mbpp_reward, toy_code_rewards
 from tokenizer import CharTokenizer, GPT2Tokenizer, HFTokenizer, from_description
 
 # ----------------------------------------------------------------------------------------------------------
@@ -92,8 +92,9 @@ from tokenizer import CharTokenizer, GPT2Tokenizer, HFTokenizer, from_descriptio
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 p.add_argument("--stage", choices=["base", "stage1", "stage2", "eval"], required=True, help="what to run (see above)")
-p.add_argument("--task", choices=["toy_math", "math", "gsm8k", "mbpp"], default="toy_math", help="toy_math: the toy "
-               "column addition (data/toy_math.py); math: MATH train -> MATH500; gsm8k: GSM8K train -> test; mbpp: "
+p.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"], default="toy_math", help="toy_math: "
+               "the toy column addition (data/toy_math.py); toy_code: one-line functions from examples, graded in the "
+               "sandbox (data/toy_code.py); math: MATH train -> MATH500; gsm8k: GSM8K train -> test; mbpp: "
                "MBPP -> HumanEval (the paper's code setting). The real tasks start from --init (no base stage)")
 p.add_argument("--data", default="data/raw", help="real tasks: the folder data/prepare.py writes")
 p.add_argument("--train_file", default="", help="real tasks: training problems instead of the --data default")
@@ -170,6 +171,8 @@ def derive(args):
     args.master = args.rank == 0
     if args.task == "toy_math":
         args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    elif args.task == "toy_code":
+        args.task_ = Task(toy_code, toy_code.INSTRUCTION, "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION))))
     else:
         args.task_ = real_task(args)
     os.makedirs(args.out, exist_ok=True)
@@ -276,6 +279,8 @@ def final_answer(text, problem):
     grader = problem.get("grader")
     if grader in ("mbpp", "humaneval"):
         return extract_code(text)
+    if grader == "toy_code":
+        return text.strip()
     return extract_answer(text) if grader == "math" else toy_math.answer(text)
 
 
@@ -289,8 +294,17 @@ def reward(text, problem):
         code = extract_code(text)
         # a whole function (chat models) redefines the prompt's stub, keeping its imports; else a body
         return humaneval_reward(problem, "\n" + code if f"def {problem['entry_point']}(" in code else code)
+    if grader == "toy_code":
+        return toy_code_rewards([problem], [text])[0]
     a = toy_math.answer(text)  # the toy: the integer the attempt's columns spell
     return float(a is not None and a == int(problem["answer"]))
+
+
+def rewards_of(texts, problems):
+    """reward() of many attempts; the toy code programs run in one sandboxed batch (2 workers), not one by one."""
+    if problems and problems[0].get("grader") == "toy_code":
+        return toy_code_rewards(problems, texts)
+    return [reward(t, q) for t, q in zip(texts, problems)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -383,9 +397,9 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
                              temperature, g)
+        r1 += rewards_of(s["y1"], chunk)
+        r2 += rewards_of(s["y2"], chunk)
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
-            r1.append(reward(a, q))
-            r2.append(reward(b, q))
             changed.append(final_answer(a, q) != final_answer(b, q))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
     n = len(problems)
@@ -412,12 +426,9 @@ def corpus_batch(task, tok, rng, batch, device):
     """batch sequences [x, y1, eot, p, y2, eot] of random train problems; loss mask on y1, y2 (and eots)."""
     rows, masks = [], []
     for _ in range(batch):
-        terms = task.module.sample_terms(rng)
-        while task.module.split_of(terms) != "train":  # never a validation or test problem
-            terms = task.module.sample_terms(rng)
-        x = tok.encode(task.module.make_problem(terms)["prompt"])
-        y1, y2 = task.module.corpus_pair(terms, rng)
-        y1, y2, instr = tok.encode(y1) + [tok.eos_id], tok.encode(y2) + [tok.eos_id], tok.encode(task.instruction)
+        x, y1, y2 = task.module.corpus_example(rng)  # a train problem and the imperfect solver's two attempts
+        x, instr = tok.encode(x), tok.encode(task.instruction)
+        y1, y2 = tok.encode(y1) + [tok.eos_id], tok.encode(y2) + [tok.eos_id]
         rows.append(x + y1 + instr + y2)
         masks.append([0] * len(x) + [1] * len(y1) + [0] * len(instr) + [1] * len(y2))
     T = max(len(r) for r in rows)
@@ -551,8 +562,8 @@ def train_rl(args, log):
             s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
         policy.train()
         probs = [q for q in batch for _ in range(args.k)]
-        r1 = torch.tensor([reward(a, q) for a, q in zip(s["y1"], probs)], device=args.device)  # (N,)
-        r2 = torch.tensor([reward(b, q) for b, q in zip(s["y2"], probs)], device=args.device)  # (N,)
+        r1 = torch.tensor(rewards_of(s["y1"], probs), device=args.device)  # (N,)
+        r2 = torch.tensor(rewards_of(s["y2"], probs), device=args.device)  # (N,)
         with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
             ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
         kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)
@@ -623,7 +634,7 @@ def main(argv=None):
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k in keys))
 
     if args.stage == "base":
-        if args.task != "toy_math":
+        if args.task not in ("toy_math", "toy_code"):
             raise ValueError(f"--stage base pre-trains the toy model; --task {args.task} starts RL from --init")
         train_base(args, log)
     elif args.stage in ("stage1", "stage2"):

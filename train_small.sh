@@ -2,7 +2,7 @@
 # train_small.sh: the whole SCoRe story on a toy task, from scratch, on a CPU in minutes:
 #   base model (imperfect-solver corpus) -> Stage I (Eq. 3) -> Stage II (Eq. 4) -> greedy test-set table.
 # Writes out_small/{base,stage1,score}.pt, metrics.jsonl and results.json.
-# Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (toy_math).
+# Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (toy_math | toy_code).
 # Installs the requirements if torch/tiktoken/tqdm/numpy/safetensors are missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,9 +13,10 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
   "$PY" -m pip install -q -r requirements.txt
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
+ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160)  # code prompts and programs are longer than sums
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
-"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30
+"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"
 # Toy departures from the paper's defaults (score.py keeps the paper's values as its defaults), chosen on the
 # validation split; see score.py's docstring:
 #   --lr 2e-4 --steps 100   Stage I: a tiny model and a minutes budget, not 5e-6 and thousands of steps (departure 1)

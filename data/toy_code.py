@@ -19,8 +19,16 @@ with other examples shown. Train items repeat functions with fresh shown/hidden 
 Limitations: 1. splits are per (seed, level); a level-0 test function may be a train function at level 2.
 2. a few shown examples may not pin the function down (e.g. x%m with 4 points); the hidden tests decide.
 
+The imperfect solver (the base model's corpus, score.py --task toy_code): its misconception is that every
+function is linear. It fits x*a+b through the first two shown examples (a rounded to an integer), which is
+right on the linear family and wrong on the quadratic and abs families of level 1 (TOY_LEVEL), except that
+with p_know=0.2 it writes the canonical program, so a sampled attempt sometimes gets a non-linear function
+right (RL's signal). The second attempt copies the first (p_copy=0.5) or re-solves the same way; it never
+gets an oracle fix. Splits for score.py: make_splits(seed=0, n_val=100, n_test=300, level=1).
+
 Try it:  python data/toy_code.py
 """
+import functools
 import random
 
 DOMAIN = range(-9, 10)
@@ -63,6 +71,46 @@ def make_splits(seed=0, n_train=5000, n_val=100, n_test=100, level=0, n_shown=4,
     return {"test": [make_problem(e, v, rng, n_shown, n_tests) for e, v in test],
             "val": [make_problem(e, v, rng, n_shown, n_tests) for e, v in val],
             "train": [make_problem(*rng.choice(train), rng, n_shown, n_tests) for _ in range(n_train)]}
+
+
+INSTRUCTION = "\nrecheck:\n"  # the same fixed correction instruction as the toy math task
+TOY_LEVEL = 1  # score.py's toy code task: linear, quadratic and abs functions
+
+
+@functools.lru_cache(maxsize=4)
+def _score_splits(seed):
+    return make_splits(seed=seed, n_train=20000, n_val=100, n_test=300, level=TOY_LEVEL)
+
+
+def problems(split, n, seed=0):
+    """score.py's interface: up to n problems of one split (test and val are fixed: split seed 0)."""
+    items = _score_splits(0)[split] if split != "train" else _score_splits(0)["train"]
+    rng = random.Random(f"toy-code-order-{split}-{seed}")
+    items = rng.sample(items, min(n, len(items))) if split == "train" else items[:n]
+    return [{**q, "grader": "toy_code"} for q in items]
+
+
+def solve(problem, rng, p_know=0.2):
+    """An attempt: the canonical program with chance p_know, else the linear fit through two shown points."""
+    if rng.random() < p_know:
+        return problem["solution"]
+    (x1, y1), (x2, y2) = [tuple(map(int, e[2:].split(")="))) for e in problem["prompt"].split(";")[:2]]
+    a = round((y2 - y1) / (x2 - x1))
+    return f"def f(x):return x*{a}{y1 - a * x1:+d}"
+
+
+def corpus_example(rng, p_copy=0.5):
+    """(prompt, y1, y2) of a random train problem: y2 copies y1 or re-solves with the same misconception."""
+    q = make_problem(*_train_functions()[rng.randrange(len(_train_functions()))], rng)
+    y1 = solve(q, rng)
+    return q["prompt"], y1, y1 if rng.random() < p_copy else solve(q, rng)
+
+
+@functools.lru_cache(maxsize=1)
+def _train_functions():
+    """The train functions of score.py's split, (expr, values), to draw fresh corpus examples from."""
+    test_val = {q["id"] for q in _score_splits(0)["test"] + _score_splits(0)["val"]}
+    return [(e, v) for e, v in _functions(TOY_LEVEL) if e not in test_val]
 
 
 if __name__ == "__main__":

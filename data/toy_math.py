@@ -114,6 +114,14 @@ def answer(text):
     return int(sums[0] + "".join(s[1] for s in sums[1:]))
 
 
+def corpus_example(rng):
+    """(prompt, y1, y2) of a random train problem: one sequence of the base model's corpus."""
+    terms = sample_terms(rng)
+    while split_of(terms) != "train":  # never a validation or test problem
+        terms = sample_terms(rng)
+    return (make_problem(terms)["prompt"], *corpus_pair(terms, rng))
+
+
 def corpus_pair(terms, rng, p_bug=1.0, p_slip=0.3, p_copy=0.5):
     """(y1, y2) of the imperfect solver: y2 copies y1 or re-solves with the same error process."""
     y1 = solve(terms, rng, p_bug, p_slip)
