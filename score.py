@@ -16,6 +16,8 @@ Stages (--stage):
 Tasks (--task):
   toy_math  the default: the toy column addition (data/toy_math.py), trained from scratch by --stage base.
             (Before the real tasks existed this was `--task math`; train_small.sh now says toy_math.)
+  toy_code  one-line Python functions from input/output examples (data/toy_code.py), also from scratch;
+            programs are graded in rewards.py's sandbox, a batch at a time (TASK=toy_code bash train_small.sh).
   math      MATH -> MATH500, the paper's math setting: RL on MATH train (data/prepare.py --dataset train:
             PRM800K's 12k MATH problems outside MATH500), eval on MATH500, graded by rewards.math_reward.
   gsm8k     GSM8K train -> GSM8K test, the same prompts and grader.
