@@ -651,6 +651,24 @@ def test_toy_code_splits_disjoint_and_alphabet():
     assert toy_code.make_splits(seed=0)["test"] == toy_code.make_splits(seed=0)["test"]  # fixed seeds
 
 
+def test_toy_code_corpus_misconception_and_held_out_functions():
+    rng = toy_code.random.Random(0)
+    test, val = toy_code.problems("test", 300), toy_code.problems("val", 100)
+    held_out = {q["id"] for q in test + val}
+    assert len(test) == 300 and len(val) == 100 and all(q["grader"] == "toy_code" for q in test)
+    fits = [toy_code.solve(q, rng, p_know=0.0) for q in test]  # the linear misconception alone
+    ok = rewards.toy_code_rewards(test, fits)
+    linear = [q["id"].startswith("x*") and not q["id"].startswith("x*x") for q in test]
+    # right on every linear function; on a non-linear one only when the hidden tests miss its curve or kink
+    assert all(o == 1.0 for o, lin in zip(ok, linear) if lin) and sum(ok) - sum(linear) < 0.1 * len(test)
+    assert 0.3 < sum(ok) / len(ok) < 0.7
+    train_ids = {e for e, _ in toy_code._train_functions()}
+    assert not train_ids & held_out and len(train_ids) + len(held_out) == len(toy_code._functions(1))
+    for _ in range(50):
+        prompt, y1, y2 = toy_code.corpus_example(rng)
+        assert prompt.endswith(";\n") and y1.startswith("def f(x):return ") and y2.startswith("def f(x):return ")
+
+
 def test_toy_code_grader():
     probs = toy_code.make_splits(seed=0, n_train=56, level=2)
     probs = probs["test"] + probs["val"] + probs["train"]  # 256
