@@ -400,7 +400,8 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
     score.main(["--stage", "stage1", *common, *rl, "--steps", "2"])
     os.remove(f"{out}/stage1.pt")
     score.main(["--stage", "stage1", *common, *rl, "--steps", "4", "--resume"])
-    score.main(["--stage", "stage2", *common, "--init", f"{out}/stage1.pt", "--batch", "4", "--k", "2", "--steps", "2"])
+    score.main(["--stage", "stage2", *common, "--init", f"{out}/stage1.pt", "--batch", "4", "--k", "2", "--steps", "3",
+                "--eval_every", "1", "--n_val", "6"])
     score.main(["--stage", "eval", *common, "--n_test", "20"])
     import json
     steps = [(r["name"], r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl"))]
@@ -413,6 +414,8 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
         assert abs(r["delta"] - (r["delta_i_to_c"] - r["delta_c_to_i"])) < 1e-9
     _, state = load_checkpoint(f"{out}/score.pt")
     assert state["ref"] == f"{out}/base.pt"  # Stage II keeps the base model as its KL reference
+    val = [(r["val_acc_t2"], -r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl")) if r["name"] == "score"]
+    assert (state["val_acc_t2"], -state["step"]) == max(val)  # the first step with the best validation acc@t2
 
 
 # ---------------------------------------------------------------- math: extraction and equivalence

@@ -25,6 +25,7 @@ rm -f "$OUT/metrics.jsonl"
 #                           (validation, seed 0, 500 problems: t2 80.6% vs 84.4% at 1e-4 after 100 steps)
 rl=(--batch 32 --k 4 --steps 100 --temperature 1.0)
 "$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   "${rl[@]}" --lr 2e-4 --beta2 1.0
-"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" --lr 1e-4
+#   stage2 --eval_every 25  keep the Stage II step with the best validation acc@t2 (departure 3)
+"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" --lr 1e-4 --eval_every 25 --n_val 500
 "$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
 echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"
