@@ -19,8 +19,8 @@ with other examples shown. Train items repeat functions with fresh shown/hidden 
 Limitations: 1. splits are per (seed, level); a level-0 test function may be a train function at level 2.
 2. a few shown examples may not pin the function down (e.g. x%m with 4 points); the hidden tests decide.
 
-The imperfect solver (the base model's corpus, score.py --task toy_code): its misconception is that every
-function is linear. It fits x*a+b through the first two shown examples (a rounded to an integer), which is
+The imperfect solver (the base model's corpus, score.py --task toy_code, whose prompts show f(0) and f(1)
+first): its misconception is that every function is linear. It fits x*a+b through those two examples, which is
 right on the linear family and wrong on the quadratic and abs families of level 1 (TOY_LEVEL), except that
 with p_know=0.2 it writes the canonical program, so a sampled attempt sometimes gets a non-linear function
 right (RL's signal). The second attempt copies the first (p_copy=0.5) or re-solves the same way; it never
@@ -54,8 +54,11 @@ def _functions(level):
     return out
 
 
-def make_problem(expr, values, rng, n_shown=4, n_tests=6):
+def make_problem(expr, values, rng, n_shown=4, n_tests=6, anchored=False):
+    """anchored: show f(0) and f(1) first (score.py's toy code task), so a linear guess is two lookups."""
     xs = rng.sample(list(DOMAIN), n_shown + n_tests)
+    if anchored:
+        xs = [0, 1] + rng.sample([x for x in DOMAIN if x not in (0, 1)], n_shown + n_tests - 2)
     return {"prompt": "".join(f"f({x})={values[x]};" for x in xs[:n_shown]) + "\n",
             "solution": "def f(x):return " + expr, "tests": [(x, values[x]) for x in xs[n_shown:]], "id": expr}
 
@@ -79,7 +82,13 @@ TOY_LEVEL = 1  # score.py's toy code task: linear, quadratic and abs functions
 
 @functools.lru_cache(maxsize=4)
 def _score_splits(seed):
-    return make_splits(seed=seed, n_train=20000, n_val=100, n_test=300, level=TOY_LEVEL)
+    """make_splits' functions for score.py, each shown with f(0) and f(1) first."""
+    splits = make_splits(seed=seed, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
+    rng = random.Random(f"toy-code-anchored-{seed}")
+    values = dict(_functions(TOY_LEVEL))
+    out = {k: [make_problem(q["id"], values[q["id"]], rng, anchored=True) for q in v] for k, v in splits.items()}
+    out["train"] = [make_problem(*rng.choice(_train_functions()), rng, anchored=True) for _ in range(20000)]
+    return out
 
 
 def problems(split, n, seed=0):
@@ -101,7 +110,7 @@ def solve(problem, rng, p_know=0.2):
 
 def corpus_example(rng, p_copy=0.5):
     """(prompt, y1, y2) of a random train problem: y2 copies y1 or re-solves with the same misconception."""
-    q = make_problem(*_train_functions()[rng.randrange(len(_train_functions()))], rng)
+    q = make_problem(*_train_functions()[rng.randrange(len(_train_functions()))], rng, anchored=True)
     y1 = solve(q, rng)
     return q["prompt"], y1, y1 if rng.random() < p_copy else solve(q, rng)
 
@@ -109,7 +118,8 @@ def corpus_example(rng, p_copy=0.5):
 @functools.lru_cache(maxsize=1)
 def _train_functions():
     """The train functions of score.py's split, (expr, values), to draw fresh corpus examples from."""
-    test_val = {q["id"] for q in _score_splits(0)["test"] + _score_splits(0)["val"]}
+    splits = make_splits(seed=0, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
+    test_val = {q["id"] for q in splits["test"] + splits["val"]}
     return [(e, v) for e, v in _functions(TOY_LEVEL) if e not in test_val]
 
 
