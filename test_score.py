@@ -1104,6 +1104,9 @@ def _ddp_rank(rank, world, port, out):
     _, _, norm = score.rl_update(args, ddp, opt, {k: v[share] for k, v in s.items()}, r1[share], r2[share],
                                  ref_lp[share])
     torch.save({"params": [p.detach() for p in model.parameters()], "norm": norm}, f"{out}/rank{rank}.pt")
+    # both ranks done before teardown: without the barrier, a rank leaving while gloo still talked to the
+    # other one aborted ("terminate called without an active exception") once in a full-suite run
+    dist.barrier()
     dist.destroy_process_group()
 
 
