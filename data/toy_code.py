@@ -80,12 +80,18 @@ INSTRUCTION = "\nrecheck:\n"  # the same fixed correction instruction as the toy
 TOY_LEVEL = 1  # score.py's toy code task: linear, quadratic and abs functions
 
 
-@functools.lru_cache(maxsize=4)
-def _score_splits(seed):
-    """make_splits' functions for score.py, each shown with f(0) and f(1) first."""
-    splits = make_splits(seed=seed, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
-    rng = random.Random(f"toy-code-anchored-{seed}")
+@functools.lru_cache(maxsize=1)
+def _held_out():
+    """score.py's test (300) and val (100) functions, by make_splits' rule (seed 0)."""
+    return make_splits(seed=0, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
+
+
+@functools.lru_cache(maxsize=1)
+def _score_splits():
+    """score.py's problems, each shown with f(0) and f(1) first; train draws from the other functions."""
+    rng = random.Random("toy-code-anchored-0")
     values = dict(_functions(TOY_LEVEL))
+    splits = {k: v for k, v in _held_out().items() if k != "train"}
     out = {k: [make_problem(q["id"], values[q["id"]], rng, anchored=True) for q in v] for k, v in splits.items()}
     out["train"] = [make_problem(*rng.choice(_train_functions()), rng, anchored=True) for _ in range(20000)]
     return out
@@ -93,7 +99,7 @@ def _score_splits(seed):
 
 def problems(split, n, seed=0):
     """score.py's interface: up to n problems of one split (test and val are fixed: split seed 0)."""
-    items = _score_splits(0)[split] if split != "train" else _score_splits(0)["train"]
+    items = _score_splits()[split]
     rng = random.Random(f"toy-code-order-{split}-{seed}")
     items = rng.sample(items, min(n, len(items))) if split == "train" else items[:n]
     return [{**q, "grader": "toy_code"} for q in items]
@@ -118,8 +124,7 @@ def corpus_example(rng, p_copy=0.5):
 @functools.lru_cache(maxsize=1)
 def _train_functions():
     """The train functions of score.py's split, (expr, values), to draw fresh corpus examples from."""
-    splits = make_splits(seed=0, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
-    test_val = {q["id"] for q in splits["test"] + splits["val"]}
+    test_val = {q["id"] for q in _held_out()["test"] + _held_out()["val"]}
     return [(e, v) for e, v in _functions(TOY_LEVEL) if e not in test_val]
 
 
@@ -128,3 +133,10 @@ if __name__ == "__main__":
         s = make_splits(level=level)
         print(f"level {level}: {len(_functions(level))} functions; e.g. {s['test'][0]['prompt'].strip()} "
               f"-> {s['test'][0]['solution']}  hidden {s['test'][0]['tests']}")
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from rewards import toy_code_rewards
+    test = problems("test", 300)
+    ok = toy_code_rewards(test, [solve(q, random.Random(1), p_know=0.0) for q in test])
+    print(f"score.py's toy code task: the linear misconception solves {sum(ok) / len(ok):.3f} of test functions")
