@@ -10,6 +10,8 @@ Stages (--stage):
           learn to correct while the strong beta2 KL pins the *first* attempt to the base model.
   stage2  Eq. 4:  max E[ sum_i  r^(y_i) - beta1 KL ],  r^(y1) = r(y1),  r^(y2) = r(y2) + alpha (r(y2) - r(y1))
           both attempts trained, each credited with its own reward (gamma = 0), plus the progress bonus.
+  single  Eq. 2 on the first attempt alone: max E[ r(y1) - beta1 KL ], no second turn sampled (the ablation
+          "without multi-turn training", Table 4).
   eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
           delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio.
 
@@ -98,7 +100,8 @@ from tokenizer import CharTokenizer, GPT2Tokenizer, HFTokenizer, from_descriptio
 # configuration
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-p.add_argument("--stage", choices=["base", "stage1", "stage2", "eval"], required=True, help="what to run (see above)")
+p.add_argument("--stage", choices=["base", "stage1", "stage2", "single", "eval"], required=True,
+               help="what to run (see above)")
 p.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"], default="toy_math", help="toy_math: "
                "the toy column addition (data/toy_math.py); toy_code: one-line functions from examples, graded in the "
                "sandbox (data/toy_code.py); math: MATH train -> MATH500; gsm8k: GSM8K train -> test; mbpp: "
@@ -143,6 +146,12 @@ p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
 # evaluation, logging, checkpoints
 p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
 p.add_argument("--eval_batch", type=int, default=500, help="eval: problems sampled at once (KV-cache memory)")
+p.add_argument("--fixed_y1", default="", help="eval: also let every model correct this checkpoint's greedy first "
+               "attempts (e.g. base): the fix_rate_fixed column, Pair-SFT's distribution shift (Fig. 5)")
+p.add_argument("--scaling", type=int, default=0, help="eval: instead of the table, the inference-scaling study "
+               "(section 6.3) at budgets 2..K samples per problem, written to scaling.json (0: off)")
+p.add_argument("--scaling_temperature", type=float, default=0.7, help="eval --scaling: sampling temperature "
+               "(the paper's inference-scaling study uses 0.7)")
 p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps, "
                "and the stage's checkpoint is the one with the best validation acc@t2 (0: off; the last step)")
 p.add_argument("--n_val", type=int, default=200, help="validation problems for --eval_every")
@@ -336,40 +345,49 @@ def ended(tokens, eos_id):
 
 
 @torch.no_grad()
-def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, generator):
+def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, generator, y1=None, second=True):
     """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists.
 
     Returns a dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on
     the sampled tokens of y1 / y2 (their end-of-turn included), 0 on prompt, instruction, padding and any
     forced end-of-turn; logp (N, T) the sampler's log-probs of the sampled tokens (0 elsewhere); y1, y2 texts.
+    y1: given first attempts (token lists) instead of sampled ones (m1 = 0 then: nothing of y1 was sampled),
+    to measure correction of another model's attempts (Fig. 5). second=False: single-turn, [x, y1] only.
     """
     dev = next(model.parameters()).device
-    idx, valid = left_pad(prompts, tok.pad_id, dev)
-    out, lp = model.generate(idx, max_new, temperature, valid=valid, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                             generator=generator, logprobs=True)
-    y1 = [ended(r, tok.eos_id) for r in out[:, idx.shape[1]:].tolist()]
-    lp1 = lp.tolist()
+    if y1 is None:
+        idx, valid = left_pad(prompts, tok.pad_id, dev)
+        out, lp = model.generate(idx, max_new, temperature, valid=valid, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                                 generator=generator, logprobs=True)
+        y1 = [ended(r, tok.eos_id) for r in out[:, idx.shape[1]:].tolist()]
+        lp1 = lp.tolist()
+    else:
+        y1, lp1 = [ended(list(a), tok.eos_id) for a in y1], None
     # turn 2 context: x, y1 (closed with a forced end-of-turn if it ran out of tokens), the instruction
-    instr = tok.encode(instruction)
+    instr = tok.encode(instruction) if second else []
     ctx = [x + y + ([] if hit else [tok.eos_id]) + instr for x, (y, hit) in zip(prompts, y1)]
-    idx2, valid2 = left_pad(ctx, tok.pad_id, dev)
-    out2, lp2 = model.generate(idx2, max_new, temperature, valid=valid2, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                               generator=generator, logprobs=True)
-    y2 = [ended(r, tok.eos_id) for r in out2[:, idx2.shape[1]:].tolist()]
-    lp2 = lp2.tolist()
+    y2, lp2 = [([], True)] * len(prompts), None
+    if second:
+        idx2, valid2 = left_pad(ctx, tok.pad_id, dev)
+        out2, lp2 = model.generate(idx2, max_new, temperature, valid=valid2, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                                   generator=generator, logprobs=True)
+        y2 = [ended(r, tok.eos_id) for r in out2[:, idx2.shape[1]:].tolist()]
+        lp2 = lp2.tolist()
     # assemble right-padded training sequences and their masks (Python per row, once per batch)
-    N, T = len(prompts), max(len(c) + len(y) + 1 for c, (y, _) in zip(ctx, y2))
+    N, T = len(prompts), max(len(c) + len(y) + (0 if hit else 1) for c, (y, hit) in zip(ctx, y2))
     tokens = torch.full((N, T), tok.pad_id, dtype=torch.long)
     m1, m2, logp = torch.zeros(N, T), torch.zeros(N, T), torch.zeros(N, T)
     for i, (x, (a, hit1), c, (b, hit2)) in enumerate(zip(prompts, y1, ctx, y2)):
         seq = c + b + ([] if hit2 else [tok.eos_id])
         tokens[i, :len(seq)] = torch.tensor(seq)
         s1, s2 = len(x), len(c)  # where y1 and y2 start
-        m1[i, s1:s1 + len(a)] = 1
-        m2[i, s2:s2 + len(b)] = 1
-        logp[i, s1:s1 + len(a)] = torch.tensor(lp1[i][:len(a)])
-        logp[i, s2:s2 + len(b)] = torch.tensor(lp2[i][:len(b)])
-    return dict(tokens=tokens.to(dev), m1=m1.to(dev), m2=m2.to(dev), logp=logp.to(dev),
+        if lp1 is not None:
+            m1[i, s1:s1 + len(a)] = 1
+            logp[i, s1:s1 + len(a)] = torch.tensor(lp1[i][:len(a)])
+        if lp2 is not None:
+            m2[i, s2:s2 + len(b)] = 1
+            logp[i, s2:s2 + len(b)] = torch.tensor(lp2[i][:len(b)])
+    return dict(tokens=tokens.to(dev), m1=m1.to(dev), m2=m2.to(dev), logp=logp.to(dev), y1_tok=[a for a, _ in y1],
                 y1=[tok.decode(a) for a, _ in y1], y2=[tok.decode(b) for b, _ in y2])
 
 
@@ -396,17 +414,22 @@ def edit_distance(a, b):
 
 
 @torch.no_grad()
-def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, seed=0):
-    """Two-turn evaluation (greedy by default, as in the paper); returns the metrics row."""
+def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, seed=0, y1=None, detail=False):
+    """Two-turn evaluation (greedy by default, as in the paper); returns the metrics row.
+
+    y1: fixed first attempts (token lists, one per problem) that the model corrects instead of its own (Fig. 5).
+    detail: the row also holds the per-problem first attempts (y1_tok) and edit-distance ratios (Fig. 4).
+    """
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    r1, r2, changed, ratios = [], [], [], []
+    r1, r2, changed, ratios, first = [], [], [], [], []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
-                             temperature, g)
+                             temperature, g, y1=None if y1 is None else y1[i:i + batch])
         r1 += rewards_of(s["y1"], chunk)
         r2 += rewards_of(s["y2"], chunk)
+        first += s["y1_tok"]
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
             changed.append(final_answer(a, q) != final_answer(b, q))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
@@ -414,8 +437,49 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
     t1, t2 = sum(r1) / n, sum(r2) / n
     i2c = sum(1 for a, b in zip(r1, r2) if a == 0 and b == 1) / n
     c2i = sum(1 for a, b in zip(r1, r2) if a == 1 and b == 0) / n
-    return dict(acc_t1=t1, acc_t2=t2, delta=t2 - t1, delta_i_to_c=i2c, delta_c_to_i=c2i,
-                changed=sum(changed) / n, edit_ratio=sum(ratios) / n, n=n)
+    row = dict(acc_t1=t1, acc_t2=t2, delta=t2 - t1, delta_i_to_c=i2c, delta_c_to_i=c2i,
+               changed=sum(changed) / n, edit_ratio=sum(ratios) / n, n=n)
+    # Fig. 5's correction rate: the share of wrong first attempts that the second attempt fixes
+    row["fix_rate"] = i2c / max(1e-9, 1 - t1)
+    return {**row, "y1_tok": first, "edit_ratios": ratios} if detail else row
+
+
+def majority(texts, problem):
+    """The attempt whose final answer most attempts share (ties: the earliest); None if none has an answer."""
+    answers = [final_answer(t, problem) for t in texts]
+    votes = {}
+    for a in answers:
+        if a is not None and a != "":
+            votes[a] = votes.get(a, 0) + 1
+    if not votes:
+        return None
+    best = max(votes.values())
+    return next(t for t, a in zip(texts, answers) if votes.get(a) == best)
+
+
+@torch.no_grad()
+def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=0, batch=512):
+    """Section 6.3 at a budget of b samples per problem, b = 2, 4, ..., K: majority vote over b parallel first
+    attempts, vs over the second attempts of b/2 first attempts, each self-corrected once. One batch of K
+    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential}] accuracies."""
+    model.eval()
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    per = max(1, batch // K)  # problems per sampler call
+    y1s, y2s = [], []
+    for i in range(0, len(problems), per):
+        chunk = problems[i:i + per]
+        prompts = [tok.encode(q["prompt"]) for q in chunk for _ in range(K)]  # (per * K) rows, grouped by problem
+        s = sample_two_turns(model, tok, prompts, task.instruction, max_new, temperature, g)
+        y1s += [s["y1"][j * K:(j + 1) * K] for j in range(len(chunk))]
+        y2s += [s["y2"][j * K:(j + 1) * K] for j in range(len(chunk))]
+    rows, b = [], 2
+    while b <= K:
+        par = [majority(a[:b], q) for a, q in zip(y1s, problems)]
+        seq = [majority(a[:b // 2], q) for a, q in zip(y2s, problems)]
+        acc = [sum(rewards_of([t or "" for t in v], problems)) / len(problems) for v in (par, seq)]
+        rows.append(dict(budget=b, parallel=acc[0], sequential=acc[1]))
+        b *= 2
+    return rows
 
 
 def table(rows):
@@ -430,19 +494,26 @@ def table(rows):
 # stage "base": the toy base model from the imperfect solver's two-turn corpus
 
 
-def corpus_batch(task, tok, rng, batch, device):
-    """batch sequences [x, y1, eot, p, y2, eot] of random train problems; loss mask on y1, y2 (and eots)."""
+def pack(tok, instruction, traces, device):
+    """Two-turn traces (x, y1, y2, w1, w2), texts and 0/1 loss weights, -> tokens (B, T) [x, y1, eot, p, y2, eot]
+    right-padded, and the loss mask (B, T): w1 on y1 and its eot, w2 on y2 and its eot, 0 elsewhere."""
+    instr = tok.encode(instruction)
     rows, masks = [], []
-    for _ in range(batch):
-        x, y1, y2 = task.module.corpus_example(rng)  # a train problem and the imperfect solver's two attempts
-        x, instr = tok.encode(x), tok.encode(task.instruction)
-        y1, y2 = tok.encode(y1) + [tok.eos_id], tok.encode(y2) + [tok.eos_id]
+    for x, y1, y2, w1, w2 in traces:
+        x, y1, y2 = tok.encode(x), tok.encode(y1) + [tok.eos_id], tok.encode(y2) + [tok.eos_id]
         rows.append(x + y1 + instr + y2)
-        masks.append([0] * len(x) + [1] * len(y1) + [0] * len(instr) + [1] * len(y2))
+        masks.append([0] * len(x) + [w1] * len(y1) + [0] * len(instr) + [w2] * len(y2))
     T = max(len(r) for r in rows)
     tokens = torch.tensor([r + [tok.pad_id] * (T - len(r)) for r in rows], device=device)  # (B, T)
     mask = torch.tensor([m + [0] * (T - len(m)) for m in masks], dtype=torch.float, device=device)  # (B, T)
     return tokens, mask
+
+
+def corpus_batch(task, tok, rng, batch, device):
+    """batch sequences [x, y1, eot, p, y2, eot] of random train problems; loss mask on y1, y2 (and eots)."""
+    # a train problem and the imperfect solver's two attempts, both imitated
+    traces = [(*task.module.corpus_example(rng), 1, 1) for _ in range(batch)]
+    return pack(tok, task.instruction, traces, device)
 
 
 def train_base(args, log):
@@ -503,6 +574,9 @@ def rloo(c, k):
 
 def turn_credits(stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
     """The reward credited to each attempt (gamma = 0: a turn is credited with its own reward only)."""
+    if stage == "single":
+        # Eq. 2: single-turn RL, the reward of the first attempt; there is no second attempt to credit
+        return r1 - beta1 * kl1, torch.zeros_like(r2)
     if stage == "stage1":
         # Eq. 3: r(y2) on the second attempt; the first attempt is only held at the base model by beta2
         return -beta2 * kl1, r2 - beta1 * kl2
@@ -571,11 +645,13 @@ def train_rl(args, log):
         prompts = [tok.encode(q["prompt"]) for q in batch for _ in range(args.k)]  # N = batch * k, grouped
         policy.eval()
         with autocast(args.device):
-            s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
+            s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen,
+                                 second=args.stage != "single")
         policy.train()
         probs = [q for q in batch for _ in range(args.k)]
         r1 = torch.tensor(rewards_of(s["y1"], probs), device=args.device)  # (N,)
-        r2 = torch.tensor(rewards_of(s["y2"], probs), device=args.device)  # (N,)
+        r2 = torch.tensor(rewards_of(s["y2"], probs) if args.stage != "single" else [0.0] * len(probs),
+                          device=args.device)  # (N,)
         with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
             ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
         kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)
@@ -653,21 +729,37 @@ def main(argv=None):
         if args.task not in ("toy_math", "toy_code"):
             raise ValueError(f"--stage base pre-trains the toy model; --task {args.task} starts RL from --init")
         train_base(args, log)
-    elif args.stage in ("stage1", "stage2"):
+    elif args.stage in ("stage1", "stage2", "single"):
         if not args.init:
             raise ValueError(f"--stage {args.stage} needs --init (a checkpoint to start from)")
         train_rl(args, log)
     elif args.master:  # eval: one process is enough
-        rows = []
-        for name in args.evaluate.split(","):  # a checkpoint name in --out, or a Hugging Face directory
+        rows, fixed = [], None
+        for name in ([args.fixed_y1] if args.fixed_y1 else []) + args.evaluate.split(","):
+            # a checkpoint name in --out, or a Hugging Face directory
             model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
             model.to(args.device)
             tok = from_description(state["tokenizer"])
             task = for_tokenizer(args.task_, tok)
             test = task.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
-            rows.append({"model": name, **evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch)})
-        print(table(rows))
-        with open(os.path.join(args.out, "results.json"), "w") as f:
+            if args.scaling:
+                rows.append({"model": name, "scaling": inference_scaling(
+                    model, tok, task, test, args.max_new, args.scaling, args.scaling_temperature, args.seed)})
+                print(name, " ".join(f"K={r['budget']}: {100 * r['parallel']:.1f} / {100 * r['sequential']:.1f}"
+                                     for r in rows[-1]["scaling"]), "(parallel / sequential, %)")
+                continue
+            row = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch, detail=True)
+            first = row.pop("y1_tok")
+            if fixed is None and args.fixed_y1:  # the first name is the --fixed_y1 model: keep its first attempts
+                fixed = first
+                continue
+            if fixed is not None:  # Fig. 5: the same model correcting the fixed model's first attempts
+                row["fix_rate_fixed"] = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch,
+                                                 y1=fixed)["fix_rate"]
+            rows.append({"model": name, **row})
+        if not args.scaling:
+            print(table(rows))
+        with open(os.path.join(args.out, "scaling.json" if args.scaling else "results.json"), "w") as f:
             json.dump(rows, f, indent=1)
     if args.ddp:
         dist.destroy_process_group()

@@ -1126,3 +1126,104 @@ def test_ddp_update_equals_single_process_update(tmp_path):
     for a, b in zip(r0["params"], model.parameters()):  # and match the single process, up to float sums
         assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
     assert abs(r0["norm"] - norm) < 1e-5 * norm  # the scale too: clipping would hide a wrong loss scale
+
+
+# ---------------------------------------------------------------- baselines and the paper's analyses (issue 5)
+
+
+def test_star_and_pair_sft_traces_on_a_hand_built_example():
+    import baselines
+    P, Q, R = ({"prompt": f"{n}="} for n in "PQR")
+    # sampled episodes: (problem, y1, y2, r1, r2)
+    eps = [(P, "a", "b", 0, 1),  # incorrect -> correct: a successful revision
+           (P, "c", "c", 1, 1),  # correct -> correct
+           (P, "d", "e", 1, 0),  # correct -> incorrect
+           (Q, "f", "g", 0, 0),  # incorrect -> incorrect
+           (Q, "h", "i", 0, 1)]  # another successful revision
+    cols = [list(c) for c in zip(*eps)]
+    star = baselines.star_traces(*cols, "star")
+    assert star == [("P=", "a", "b", 0, 1), ("Q=", "h", "i", 0, 1)]  # y2 imitated, y1 never
+    plus = baselines.star_traces(*cols, "star_plus")
+    assert plus == [("P=", "a", "b", 0, 1), ("P=", "c", "c", 0, 1), ("Q=", "h", "i", 0, 1)]
+    s2 = baselines.star_traces(*cols, "star_stage2")  # every correct attempt of an episode with a correct y2
+    assert s2 == [("P=", "a", "b", 0, 1), ("P=", "c", "c", 1, 1), ("Q=", "h", "i", 0, 1)]
+    # Pair-SFT: first attempts to P (two correct), Q (none correct), R (one correct)
+    probs = [P, P, P, Q, Q, R, R]
+    att = ["p1", "p2", "p3", "q1", "q2", "r1", "r2"]
+    rew = [0, 1, 1, 0, 0, 1, 0]
+    rng = toy_math.random.Random(0)
+    pairs = baselines.pair_traces(probs, att, rew, False, rng)
+    assert [(x, y1) for x, y1, *_ in pairs] == [("P=", "p1"), ("R=", "r2")]  # Q has no correct answer to pair
+    assert pairs[0][2] in ("p2", "p3") and pairs[1][2] == "r1" and all(t[3:] == (0, 1) for t in pairs)
+    plus = baselines.pair_traces(probs, att, rew, True, rng)
+    assert [(x, y1) for x, y1, *_ in plus] == [("P=", "p1"), ("P=", "p2"), ("P=", "p3"), ("R=", "r1"), ("R=", "r2")]
+    assert all(y2 in ("p2", "p3", "r1") and (y2[0] == x[0].lower()) for x, _, y2, *_ in plus)
+
+
+def test_pack_masks_only_the_imitated_turns():
+    tok = CharTokenizer(toy_math.ALPHABET)
+    tokens, mask = score.pack(tok, toy_math.INSTRUCTION, [("1+2=", "3", "33", 0, 1), ("1=", "12", "1", 1, 1)], "cpu")
+    instr = len(toy_math.INSTRUCTION)
+    assert tokens.shape == (2, 4 + 2 + instr + 3) and tokens[1, -1] == tok.pad_id
+    assert mask[0].tolist() == [0] * (4 + 2 + instr) + [1] * 3  # y2 and its end-of-turn only
+    assert mask[1].tolist() == [0] * 2 + [1] * 3 + [0] * instr + [1] * 2 + [0] * 2  # y1 and y2, not padding
+    assert tok.decode(tokens[0][mask[0] > 0].tolist()) == "33"
+
+
+def test_single_turn_and_fixed_first_attempts():
+    tok = CharTokenizer(toy_math.ALPHABET)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=128, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32)).eval()
+    prompts = [tok.encode(q["prompt"]) for q in toy_math.problems("train", 4)]
+    s = score.sample_two_turns(model, tok, prompts, toy_math.INSTRUCTION, 8, 1.0, torch.Generator().manual_seed(0),
+                               second=False)
+    assert s["m2"].sum() == 0 and s["y2"] == [""] * 4 and s["m1"].sum() > 0
+    for i, x in enumerate(prompts):  # [x, y1] only: no instruction appended
+        assert s["tokens"][i, :len(x)].tolist() == x and s["tokens"].shape[1] <= max(map(len, prompts)) + 9
+    # Eq. 2: the single-turn stage credits the first attempt alone
+    c1, c2 = score.turn_credits("single", torch.tensor([1.0, 0]), torch.tensor([0.0, 1]), torch.tensor([2.0, 0]),
+                                torch.zeros(2), alpha=10, beta1=0.01, beta2=0.1)
+    assert torch.allclose(c1, torch.tensor([0.98, 0])) and torch.equal(c2, torch.zeros(2))
+    # fixed first attempts (Fig. 5): y1 is given, not sampled (m1 = 0), and y2 continues after it
+    fixed = [tok.encode("1+2+0=03") + [tok.eos_id]] * 4
+    f = score.sample_two_turns(model, tok, prompts, toy_math.INSTRUCTION, 8, 1.0, torch.Generator().manual_seed(0),
+                               y1=fixed)
+    assert f["m1"].sum() == 0 and f["m2"].sum() > 0 and f["y1"] == ["1+2+0=03"] * 4
+    instr = tok.encode(toy_math.INSTRUCTION)
+    for i, x in enumerate(prompts):
+        assert f["tokens"][i, :len(x) + 9 + len(instr)].tolist() == x + fixed[0] + instr
+
+
+def test_majority_vote_and_inference_scaling_budgets(monkeypatch):
+    q = {"answer": "1807", "prompt": "1800+0007="}
+    ok, bad = "1+0+0=01,8+0+0=08,0+0+0=00,0+7+0=07", "1+0+0=01,8+0+0=08,0+0+0=00,0+8+0=08"
+    assert score.majority([bad, ok, ok], q) == ok and score.majority([bad, ok], q) == bad  # ties: the earliest
+    assert score.majority(["", "x"], q) is None
+    # K = 4 two-turn samples of one problem; budget b votes over b first attempts (parallel) or over the
+    # second attempts of the first b/2 samples (sequential)
+    y1, y2 = [bad, ok, ok, ok], [ok, bad, bad, bad]
+    monkeypatch.setattr(score, "sample_two_turns", lambda *a, **k: {"y1": y1, "y2": y2})
+    tok = CharTokenizer(toy_math.ALPHABET)
+    model = GPT(GPTConfig(block_size=64, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    task = score.Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    rows = score.inference_scaling(model, tok, task, [q], 40, 4, 0.7)
+    # b = 2: [bad, ok] ties to bad (0) | [ok] (1);  b = 4: [bad, ok, ok, ok] -> ok (1) | [ok, bad] ties to ok (1)
+    assert rows == [dict(budget=2, parallel=0.0, sequential=1.0), dict(budget=4, parallel=1.0, sequential=1.0)]
+
+
+def test_baselines_and_report_end_to_end(tmp_path):
+    import json
+    import baselines
+    import report
+    out = str(tmp_path)
+    score.main(["--stage", "base", "--out", out, "--steps", "3", "--batch", "8", "--n_layer", "1", "--n_embd", "32",
+                "--n_head", "2"])
+    for m in ("star", "pair_sft"):
+        baselines.main(["--method", m, "--init", f"{out}/base.pt", "--out", out, "--attempts", "64", "--prompts", "8",
+                        "--sft_steps", "3", "--n_val", "4", "--max_new", "24"])
+        assert load_checkpoint(f"{out}/{m}.pt")[1]["stage"] == m
+    rows = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]
+    assert sum(1 for r in rows if r["name"] == "star" and "episodes" in r) == 3  # 3 STaR iterations
+    assert [r["episodes"] for r in rows if r["name"] == "pair_sft" and "episodes" in r] == [64]  # one round
+    with pytest.raises(SystemExit, match="results.json"):
+        report.load([out])
