@@ -61,7 +61,7 @@ p.add_argument("--k", type=int, default=4, help="samples per training problem (P
 p.add_argument("--prompts", type=int, default=32, help="training problems per sampler call")
 p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1.0)")
 p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
-p.add_argument("--sft_steps", type=int, default=300, help="AdamW steps of fine-tuning in all")
+p.add_argument("--sft_steps", type=int, default=200, help="AdamW steps of fine-tuning in all")
 p.add_argument("--sft_batch", type=int, default=64, help="traces per fine-tuning step")
 p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant after --warmup steps)")
 p.add_argument("--warmup", type=int, default=10, help="linear learning-rate warmup steps of each round")

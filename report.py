@@ -187,7 +187,7 @@ def plots(out_dir, runs, curves, scal):
     fig.savefig(os.path.join(out_dir, files[-1]), dpi=90)
     if scal:  # section 6.3: accuracy at an equal sample budget
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for m, color in (("score", "tab:red"), ("mtrl", "tab:green"), ("base", "tab:gray")):
+        for m, color in [x for x in (("score", "tab:red"), ("mtrl", "tab:green"), ("base", "tab:gray")) if x[0] in scal[0]]:
             budgets = [x["budget"] for x in scal[0][m]["scaling"]]
             for k, ls in (("parallel", "--"), ("sequential", "-")):
                 v = [statistics.mean(100 * r[m]["scaling"][i][k] for r in scal) for i in range(len(budgets))]
@@ -232,7 +232,7 @@ def repro_report(out_dir, dirs):
               "a budget of K samples, K parallel first attempts vs K/2 first attempts each self-corrected once.", "",
               "| model | " + " | ".join(f"K={x['budget']} parallel / sequential" for x in scal[0]["score"]["scaling"]) + " |",
               "|---" * (1 + len(scal[0]["score"]["scaling"])) + "|"]
-        for m in ("base", "mtrl", "score"):
+        for m in [m for m in ("base", "mtrl", "score") if m in scal[0]]:
             cells = []
             for i in range(len(scal[0][m]["scaling"])):
                 par = statistics.mean(100 * r[m]["scaling"][i]["parallel"] for r in scal)

@@ -14,8 +14,8 @@
 #   stage1, score SCoRe's Stage I and Stage II (train_small.sh's recipe)
 # Budget, the same for every trained method: 200 RL steps x 32 prompts x k 4 = 25,600 two-turn episodes
 # (51,200 sampled attempts); SCoRe spends 100 steps in each stage. The fine-tuning baselines sample 51,200
-# attempts (STaR: 25,600 episodes over 3 iterations; Pair-SFT: 51,200 first attempts) and fine-tune for 300
-# steps of 64 traces; star_stage2 replaces Stage II's 100 steps: 25,600 attempts, 150 steps. Single-turn RL
+# attempts (STaR: 25,600 episodes over 3 iterations; Pair-SFT: 51,200 first attempts) and fine-tune for 200
+# steps of 64 traces; star_stage2 replaces Stage II's 100 steps: 25,600 attempts, 100 steps. Single-turn RL
 # samples 200 steps x 32 prompts x k 4 first attempts: the same episodes and updates, half the attempts.
 # Checkpoints: every RL run and every STaR iteration is scored on 500 validation problems (every 25 steps)
 # and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the final eval.
@@ -30,7 +30,7 @@ OUT="${OUT:-out_repro}"; SEEDS="${SEEDS:-0 1 2}"; JOBS="${JOBS:-2}"
 PY="${PYTHON:-python3}"
 # step counts: base, RL steps per stage (SCoRe's two stages; the one-stage methods get 2x), sampled attempts,
 # fine-tuning steps, validation and test problems
-B=300; S=100; A=51200; F=300; V=500; T=1000; TS=500
+B=300; S=100; A=51200; F=200; V=500; T=1000; TS=500
 [ "${QUICK:-0}" = 1 ] && { B=20; S=4; A=512; F=6; V=40; T=60; TS=20; }
 export OMP_NUM_THREADS=1 PY OUT B S A F V T TS
 if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; then
@@ -42,10 +42,12 @@ start=$(date +%s)
 mkdir -p "$OUT"
 rm -f "$OUT"/seed*/metrics.jsonl "$OUT/metrics.jsonl"
 
-# 1. the base model, once (train_small.sh's recipe): every method and seed starts from it
-"$PY" score.py --stage base --seed 0 --out "$OUT" --steps $B --batch 128 --lr 3e-3 --warmup $((B / 10)) --n_val $V
+# 1. the base model, once (train_small.sh's recipe, on 2 threads: nothing else runs yet): every method and seed
+#    starts from it
+OMP_NUM_THREADS=2 "$PY" score.py --stage base --seed 0 --out "$OUT" --steps $B --batch 128 --lr 3e-3 --warmup $((B / 10)) --n_val $V
 
-# 2. the methods: three chains per seed (a chain's runs depend on each other), JOBS chains at a time
+# 2. the methods: three chains per seed (a chain's runs depend on each other), JOBS chains at a time, the
+#    longest chains first
 chain() {  # chain <a|b|c> <seed>
   local d="$OUT/seed$2" rl=(--seed "$2" --out "$OUT/seed$2" --batch 32 --k 4 --temperature 1.0 --eval_every $((S / 4)) --n_val $V)
   local base="$OUT/base.pt" bl=(--seed "$2" --out "$OUT/seed$2" --n_val $V)
@@ -65,7 +67,7 @@ chain() {  # chain <a|b|c> <seed>
   echo "reproduce.sh: chain $1 of seed $2 done at $(( $(date +%s) - start )) s"
 }
 export -f chain; export start
-for s in $SEEDS; do for c in c b a; do echo "$c $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; chain $0 $1'
+for c in c b a; do for s in $SEEDS; do echo "$c $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; chain $0 $1'
 
 # 3. held-out test evaluation per seed: the table (+ Fig. 5: every model correcting the base model's first
 #    attempts) and the inference-scaling study (section 6.3, budgets 2..16, temperature 0.7, 500 problems)
@@ -75,7 +77,7 @@ evaluate() {  # evaluate <table|scaling> <seed>
   if [ "$1" = table ]; then
     "$PY" score.py --stage eval --seed "$2" --out "$OUT/seed$2" --evaluate "$models" --fixed_y1 base --n_test $T
   else
-    "$PY" score.py --stage eval --seed "$2" --out "$OUT/seed$2" --evaluate base,mtrl,score --scaling 16 --n_test $TS
+    "$PY" score.py --stage eval --seed "$2" --out "$OUT/seed$2" --evaluate base,score --scaling 16 --n_test $TS
   fi > "$OUT/seed$2/eval_$1.log" 2>&1
 }
 export -f evaluate

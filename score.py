@@ -13,7 +13,11 @@ Stages (--stage):
   single  Eq. 2 on the first attempt alone: max E[ r(y1) - beta1 KL ], no second turn sampled (the ablation
           "without multi-turn training", Table 4).
   eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
-          delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio.
+          delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio;
+          --fixed_y1 NAME adds each model's correction rate on NAME's first attempts (Fig. 5), --scaling K the
+          inference-scaling study instead (section 6.3: majority vote, K parallel vs K/2 self-corrected).
+The fine-tuning baselines (STaR, Pair-SFT) are in baselines.py; reproduce.sh runs every method of the paper's
+Tables 2 and 4 from one base model (multi-turn RL is stage2 with --alpha 0 from the base model).
 
 Tasks (--task):
   toy_math  the default: the toy column addition (data/toy_math.py), trained from scratch by --stage base.
@@ -69,6 +73,7 @@ Departures from the paper, numbered:
      (N, T, vocab) logits; no sequence packing, no vLLM-style sampler: decoding is our KV-cache loop.
 
 Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
+Every method of the paper's Tables 2 and 4 x 3 seeds, the table beside the paper's, the plots:  bash reproduce.sh
 One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
 A real model (the README's recipe):  python score.py --stage stage1 --task math --init <Qwen2.5 dir> ...
 On N GPUs (or N CPU processes), DDP:  torchrun --nproc_per_node=N score.py --stage stage1 ...  (--batch is the
