@@ -1093,11 +1093,11 @@ def _ddp_setup():
     return model, opt, args, (s, r1, r2, ref_lp)
 
 
-def _ddp_rank(rank, world, port, out):
+def _ddp_rank(rank, world, out):
     """One DDP rank (gloo): the update on this rank's share of whole RLOO groups; writes params + grad norm."""
     import torch.distributed as dist
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # rendezvous through a file, not a TCP port picked in advance that another process may take meanwhile
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=world)
     model, opt, args, (s, r1, r2, ref_lp) = _ddp_setup()
     share = slice(rank * 8 // world, (rank + 1) * 8 // world)  # 4 samples: 2 whole groups of k = 2
     ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -1111,12 +1111,8 @@ def _ddp_rank(rank, world, port, out):
 
 
 def test_ddp_update_equals_single_process_update(tmp_path):
-    import socket
     import torch.multiprocessing as mp
-    with socket.socket() as sock:  # a free port for the gloo rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    mp.spawn(_ddp_rank, args=(2, port, str(tmp_path)), nprocs=2)
+    mp.spawn(_ddp_rank, args=(2, str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     model, opt, args, batch = _ddp_setup()
     before = [p.detach().clone() for p in model.parameters()]
