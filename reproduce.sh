@@ -12,16 +12,17 @@
 #   noshape       without reward shaping: Stage I, then Stage II with --alpha 0
 #   star_stage2   STaR instead of REINFORCE in Stage II (baselines.py)
 #   stage1, score SCoRe's Stage I and Stage II (train_small.sh's recipe)
-# Budget, the same for every trained method: 200 RL steps x 32 prompts x k 4 = 25,600 two-turn episodes
-# (51,200 sampled attempts); SCoRe spends 100 steps in each stage. The fine-tuning baselines sample 51,200
-# attempts (STaR: 25,600 episodes over 3 iterations; Pair-SFT: 51,200 first attempts) and fine-tune for 200
-# steps of 64 traces; star_stage2 replaces Stage II's 100 steps: 25,600 attempts, 100 steps. Single-turn RL
-# samples 200 steps x 32 prompts x k 4 first attempts: the same episodes and updates, half the attempts.
-# Checkpoints: every RL run and every STaR iteration is scored on 500 validation problems (every 25 steps)
-# and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the final eval.
+# Budget, the same for every trained method: 160 RL steps x 32 prompts x k 4 = 20,480 two-turn episodes
+# (40,960 sampled attempts); SCoRe spends 80 steps in each stage. The fine-tuning baselines sample 40,960
+# attempts (STaR: 20,480 episodes over 3 iterations; Pair-SFT: 40,960 first attempts) and fine-tune for 160
+# steps of 64 traces; star_stage2 replaces Stage II's 80 steps: 20,480 attempts, 80 steps. Single-turn RL
+# samples 160 steps x 32 prompts x k 4 first attempts: the same episodes and updates, half the attempts.
+# (train_small.sh runs 100 steps per stage; 80 keeps this whole run within an hour on a 2-core CPU.)
+# Checkpoints: every RL run and every STaR iteration is scored on 300 validation problems (RL: 4 times per
+# stage) and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the evals.
 #
 # Variables: OUT (default out_repro), SEEDS (default "0 1 2"), JOBS (parallel jobs, default 2 = the cores),
-# QUICK=1 (a plumbing check in about a minute: every step count and problem count cut ~25-fold; numbers meaningless).
+# QUICK=1 (a plumbing check in about a minute: every step count and problem count cut ~20-fold; numbers meaningless).
 # Every job runs on one thread, so the figures do not depend on JOBS (float order does depend on threads).
 # Needs matplotlib for the plots (installed here if missing; the table is written without it).
 set -euo pipefail
@@ -29,8 +30,8 @@ cd "$(dirname "$0")"
 OUT="${OUT:-out_repro}"; SEEDS="${SEEDS:-0 1 2}"; JOBS="${JOBS:-2}"
 PY="${PYTHON:-python3}"
 # step counts: base, RL steps per stage (SCoRe's two stages; the one-stage methods get 2x), sampled attempts,
-# fine-tuning steps, validation and test problems
-B=300; S=100; A=51200; F=200; V=500; T=1000; TS=500
+# fine-tuning steps, validation problems, test problems, test problems of the scaling study
+B=300; S=80; A=40960; F=160; V=300; T=1000; TS=300
 [ "${QUICK:-0}" = 1 ] && { B=20; S=4; A=512; F=6; V=40; T=60; TS=20; }
 export OMP_NUM_THREADS=1 PY OUT B S A F V T TS
 if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; then
@@ -40,49 +41,58 @@ fi
 "$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q matplotlib || echo "reproduce.sh: no matplotlib, no plots"
 start=$(date +%s)
 mkdir -p "$OUT"
-rm -f "$OUT"/seed*/metrics.jsonl "$OUT/metrics.jsonl"
+rm -f "$OUT"/seed*/metrics.jsonl "$OUT/metrics.jsonl" "$OUT"/seed*/*.done "$OUT"/seed*/*.failed
 
 # 1. the base model, once (train_small.sh's recipe, on 2 threads: nothing else runs yet): every method and seed
 #    starts from it
 OMP_NUM_THREADS=2 "$PY" score.py --stage base --seed 0 --out "$OUT" --steps $B --batch 128 --lr 3e-3 --warmup $((B / 10)) --n_val $V
+for s in $SEEDS; do mkdir -p "$OUT/seed$s"; cp -f "$OUT/base.pt" "$OUT/seed$s/base.pt"; done  # evals load it by name
 
-# 2. the methods: three chains per seed (a chain's runs depend on each other), JOBS chains at a time, the
-#    longest chains first
-chain() {  # chain <a|b|c> <seed>
-  local d="$OUT/seed$2" rl=(--seed "$2" --out "$OUT/seed$2" --batch 32 --k 4 --temperature 1.0 --eval_every $((S / 4)) --n_val $V)
-  local base="$OUT/base.pt" bl=(--seed "$2" --out "$OUT/seed$2" --n_val $V)
-  mkdir -p "$d"
+# 2. every training run and every held-out test evaluation is one job; JOBS jobs run at a time, in the order of
+#    the queue below. A job that needs another's checkpoint waits for its <name>.done marker (every job is
+#    queued after the jobs it needs, so a waiting job's prerequisite is already running: no deadlock).
+#    Evaluations: the table per seed (+ Fig. 5: every model correcting the base model's first attempts) and the
+#    inference-scaling study (section 6.3, budgets 2..16, temperature 0.7).
+job() {  # job <name> <seed>
+  local d="$OUT/seed$2" t0 need=()
+  local rl=(--seed "$2" --out "$d" --batch 32 --k 4 --temperature 1.0 --eval_every $((S / 4)) --n_val $V)
+  local bl=(--seed "$2" --out "$d" --n_val $V) base="$OUT/base.pt"
   case "$1" in
-    a) "$PY" score.py --stage stage1 --init "$base" "${rl[@]}" --steps $S --lr 2e-4 --beta2 1.0
-       "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --name score
-       "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --alpha 0 --name noshape
-       "$PY" baselines.py --method star_stage2 --init "$d/stage1.pt" "${bl[@]}" --attempts $((A / 2)) --sft_steps $((F / 2)) ;;
-    b) "$PY" score.py --stage stage2 --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 --alpha 0 --name mtrl
-       "$PY" score.py --stage stage2 --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 --name nostage1 ;;
-    c) "$PY" score.py --stage single --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4
-       "$PY" baselines.py --method star --init "$base" "${bl[@]}" --attempts $A --sft_steps $F
-       "$PY" baselines.py --method star_plus --init "$base" "${bl[@]}" --attempts $A --sft_steps $F
-       "$PY" baselines.py --method pair_sft --init "$base" "${bl[@]}" --attempts $A --sft_steps $F ;;
-  esac > "$OUT/seed$2/chain_$1.log" 2>&1
-  echo "reproduce.sh: chain $1 of seed $2 done at $(( $(date +%s) - start )) s"
+    score|noshape|star_stage2) need=(stage1) ;;
+    scaling) need=(score) ;;
+    table) need=(stage1 score noshape nostage1 mtrl single star star_plus star_stage2 pair_sft) ;;
+  esac
+  for n in "${need[@]}"; do
+    until [ -f "$d/$n.done" ]; do
+      [ -f "$d/$n.failed" ] && { echo "reproduce.sh: $1 of seed $2 needs $n, which failed"; exit 1; }
+      sleep 2
+    done
+  done
+  t0=$(date +%s)
+  if ! case "$1" in
+    stage1)   "$PY" score.py --stage stage1 --init "$base" "${rl[@]}" --steps $S --lr 2e-4 --beta2 1.0 ;;
+    score)    "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --name score ;;
+    noshape)  "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --alpha 0 --name noshape ;;
+    mtrl)     "$PY" score.py --stage stage2 --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 --alpha 0 --name mtrl ;;
+    nostage1) "$PY" score.py --stage stage2 --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 --name nostage1 ;;
+    single)   "$PY" score.py --stage single --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 ;;
+    star|star_plus|pair_sft) "$PY" baselines.py --method "$1" --init "$base" "${bl[@]}" --attempts $A --sft_steps $F ;;
+    star_stage2) "$PY" baselines.py --method star_stage2 --init "$d/stage1.pt" "${bl[@]}" --attempts $((A / 2)) --sft_steps $((F / 2)) ;;
+    table)    "$PY" score.py --stage eval --seed "$2" --out "$d" --fixed_y1 base --n_test $T \
+                --evaluate base,stage1,score,noshape,nostage1,mtrl,single,star,star_plus,star_stage2,pair_sft ;;
+    scaling)  "$PY" score.py --stage eval --seed "$2" --out "$d" --evaluate base,score --scaling 16 --n_test $TS ;;
+  esac > "$d/$1.log" 2>&1; then
+    touch "$d/$1.failed"; echo "reproduce.sh: $1 of seed $2 FAILED, see $d/$1.log"; exit 1
+  fi
+  touch "$d/$1.done"
+  echo "reproduce.sh: $1 of seed $2 took $(( $(date +%s) - t0 )) s, done at $(( $(date +%s) - start )) s"
 }
-export -f chain; export start
-for c in c b a; do for s in $SEEDS; do echo "$c $s"; done; done | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; chain $0 $1'
+export -f job; export start
+# the queue: prerequisites first, then the longest jobs, the short ones last to fill in
+for j in stage1 mtrl nostage1 score noshape star star_plus pair_sft single star_stage2 table scaling; do
+  for s in $SEEDS; do echo "$j $s"; done
+done | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; job $0 $1'
 
-# 3. held-out test evaluation per seed: the table (+ Fig. 5: every model correcting the base model's first
-#    attempts) and the inference-scaling study (section 6.3, budgets 2..16, temperature 0.7, 500 problems)
-evaluate() {  # evaluate <table|scaling> <seed>
-  local models=base,stage1,score,noshape,nostage1,mtrl,single,star,star_plus,star_stage2,pair_sft
-  cp -f "$OUT/base.pt" "$OUT/seed$2/base.pt"
-  if [ "$1" = table ]; then
-    "$PY" score.py --stage eval --seed "$2" --out "$OUT/seed$2" --evaluate "$models" --fixed_y1 base --n_test $T
-  else
-    "$PY" score.py --stage eval --seed "$2" --out "$OUT/seed$2" --evaluate base,score --scaling 16 --n_test $TS
-  fi > "$OUT/seed$2/eval_$1.log" 2>&1
-}
-export -f evaluate
-for s in $SEEDS; do echo "table $s"; echo "scaling $s"; done | xargs -P "$JOBS" -L 1 bash -c 'set -euo pipefail; evaluate $0 $1'
-
-# 4. the report
+# 3. the report
 "$PY" report.py --repro "$OUT" $(for s in $SEEDS; do echo "$OUT/seed$s"; done)
 echo "reproduce.sh: done in $(( $(date +%s) - start )) s; report in $OUT/REPORT.md"
