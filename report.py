@@ -104,7 +104,8 @@ def findings(runs, scal):
                 ", ".join(f"{m} {ne[m]:.1f}%" for m in ne) + " of second attempts identical to the first"))
     own, fixed = S("pair_sft", "fix_rate"), S("pair_sft", "fix_rate_fixed")
     out.append(("F3", "Pair-SFT corrects the base model's first attempts better than its own (distribution shift; "
-                "rule: mean correction rate on the base's y1 above that on its own y1)", fixed[0] > own[0],
+                "rule: the correction rate on the base's y1 above that on its own y1 by more than the two sds together)",
+                fixed[0] - own[0] > fixed[1] + own[1],
                 f"Pair-SFT fixes {fmt(fixed)}% of the base model's wrong first attempts, {fmt(own)}% of its own"))
     m1, m2, md, bt1, bt2 = S("mtrl", "acc_t1"), S("mtrl", "acc_t2"), S("mtrl", "delta"), S("base", "acc_t1"), S("base", "acc_t2")
     sd = S("score", "delta")
@@ -228,7 +229,8 @@ def repro_report(out_dir, dirs):
     L += ["", "Per-seed Δ: " + "; ".join(f"{m} " + " / ".join(f"{100 * r[m]['delta']:+.1f}" for r in runs)
                                        for m in list(PAPER) + [m for m in ABLATIONS if m not in PAPER]), ""]
     if scal:
-        L += ["Inference-time scaling (section 6.3; 500 test problems, temperature 0.7, majority vote): accuracy at "
+        L += [f"Inference-time scaling (section 6.3; {scal[0]['score']['scaling'][0].get('n', '?')} test problems, "
+              "temperature 0.7, majority vote): accuracy at "
               "a budget of K samples, K parallel first attempts vs K/2 first attempts each self-corrected once.", "",
               "| model | " + " | ".join(f"K={x['budget']} parallel / sequential" for x in scal[0]["score"]["scaling"]) + " |",
               "|---" * (1 + len(scal[0]["score"]["scaling"])) + "|"]

@@ -466,7 +466,7 @@ def majority(texts, problem):
 def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=0, batch=512):
     """Section 6.3 at a budget of b samples per problem, b = 2, 4, ..., K: majority vote over b parallel first
     attempts, vs over the second attempts of b/2 first attempts, each self-corrected once. One batch of K
-    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential}] accuracies."""
+    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential, n}]: accuracies over n problems."""
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     per = max(1, batch // K)  # problems per sampler call
@@ -482,7 +482,7 @@ def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=
         par = [majority(a[:b], q) for a, q in zip(y1s, problems)]
         seq = [majority(a[:b // 2], q) for a, q in zip(y2s, problems)]
         acc = [sum(rewards_of([t or "" for t in v], problems)) / len(problems) for v in (par, seq)]
-        rows.append(dict(budget=b, parallel=acc[0], sequential=acc[1]))
+        rows.append(dict(budget=b, parallel=acc[0], sequential=acc[1], n=len(problems)))
         b *= 2
     return rows
 
