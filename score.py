@@ -466,7 +466,8 @@ def majority(texts, problem):
 def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=0, batch=512):
     """Section 6.3 at a budget of b samples per problem, b = 2, 4, ..., K: majority vote over b parallel first
     attempts, vs over the second attempts of b/2 first attempts, each self-corrected once. One batch of K
-    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential, n}]: accuracies over n problems."""
+    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential, n}]: the accuracies
+    over the n problems."""
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     per = max(1, batch // K)  # problems per sampler call

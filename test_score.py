@@ -1204,7 +1204,7 @@ def test_majority_vote_and_inference_scaling_budgets(monkeypatch):
     task = score.Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
     rows = score.inference_scaling(model, tok, task, [q], 40, 4, 0.7)
     # b = 2: [bad, ok] ties to bad (0) | [ok] (1);  b = 4: [bad, ok, ok, ok] -> ok (1) | [ok, bad] ties to ok (1)
-    assert rows == [dict(budget=2, parallel=0.0, sequential=1.0), dict(budget=4, parallel=1.0, sequential=1.0)]
+    assert rows == [dict(budget=2, parallel=0.0, sequential=1.0, n=1), dict(budget=4, parallel=1.0, sequential=1.0, n=1)]
 
 
 def test_baselines_and_report_end_to_end(tmp_path):
