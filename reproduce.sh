@@ -11,7 +11,7 @@
 #   nostage1      without Stage I: Stage II with the bonus, from the base model
 #   noshape       without reward shaping: Stage I, then Stage II with --alpha 0
 #   star_stage2   STaR instead of REINFORCE in Stage II (baselines.py)
-#   stage1, score SCoRe's Stage I and Stage II (train_small.sh's recipe)
+#   stage1, score SCoRe's Stage I and Stage II (train_small.sh's settings, 80 steps per stage)
 # Budget, the same for every trained method: 160 RL steps x 32 prompts x k 4 = 20,480 two-turn episodes
 # (40,960 sampled attempts); SCoRe spends 80 steps in each stage. The fine-tuning baselines sample 40,960
 # attempts (STaR: 20,480 episodes over 3 iterations; Pair-SFT: 40,960 first attempts) and fine-tune for 160
@@ -22,7 +22,7 @@
 # stage) and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the evals.
 #
 # Variables: OUT (default out_repro), SEEDS (default "0 1 2"), JOBS (parallel jobs, default 2 = the cores),
-# QUICK=1 (a plumbing check in about a minute: every step count and problem count cut ~20-fold; numbers meaningless).
+# QUICK=1 (a plumbing check in about 4 minutes: every step count and problem count cut ~20-fold; numbers meaningless).
 # Every job runs on one thread, so the figures do not depend on JOBS (float order does depend on threads).
 # Needs matplotlib for the plots (installed here if missing; the table is written without it).
 set -euo pipefail
