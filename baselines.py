@@ -42,8 +42,7 @@ import torch
 from tqdm import tqdm
 
 from model import autocast, get_device, save_checkpoint
-from score import Task, evaluate, load_model, pack, rewards_of, sample_two_turns, token_logprobs
-from data import toy_code, toy_math
+from score import evaluate, load_model, pack, rewards_of, sample_two_turns, toy_task, token_logprobs
 from tokenizer import from_description
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -137,8 +136,7 @@ def main(argv=None):
     args.name = args.name or args.method
     args.device = get_device(args.device or None)
     os.makedirs(args.out, exist_ok=True)
-    task = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET) if args.task == "toy_math" else \
-        Task(toy_code, toy_code.INSTRUCTION, "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION))))
+    task = toy_task(args.task)
     star = args.method.startswith("star")
     rounds = args.iterations if star else 1
     model, state = load_model(args.init)

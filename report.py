@@ -41,9 +41,13 @@ ABLATIONS = {
 SFT = ("star", "star_plus", "pair_sft")
 
 
-def mean_sd(values, signed=False):
-    m, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{m:+.1f} ± {sd:.1f}" if signed else f"{m:.1f} ± {sd:.1f}"
+def mean_sd(values):
+    """(mean, sample sd) of values; sd 0 for a single seed."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def fmt(ms, signed=False):
+    return f"{ms[0]:+.1f} ± {ms[1]:.1f}" if signed else f"{ms[0]:.1f} ± {ms[1]:.1f}"
 
 
 def load(dirs, name="results.json"):
@@ -63,7 +67,7 @@ def small_table(dirs):
     print(f"| model | {' | '.join(title for _, title in COLUMNS)} | Δ per seed |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for m in models:
-        cells = [mean_sd([100 * r[m][key] for r in runs], signed=key == "delta") for key, _ in COLUMNS]
+        cells = [fmt(mean_sd([100 * r[m][key] for r in runs]), signed=key == "delta") for key, _ in COLUMNS]
         per_seed = " / ".join(f"{100 * r[m]['delta']:+.1f}" for r in runs)
         print(f"| {NAMES.get(m, m)} | {' | '.join(cells)} | {per_seed} |")
     print(f"\n{len(runs)} seeds, {runs[0][models[0]]['n']} held-out test problems each, greedy; points (%), mean ± sd")
@@ -75,12 +79,7 @@ def small_table(dirs):
 
 def stat(runs, model, key):
     """(mean, sd) in points over seeds of one metric of one model."""
-    v = [100 * r[model][key] for r in runs]
-    return statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0
-
-
-def fmt(ms, signed=False):
-    return f"{ms[0]:+.1f} ± {ms[1]:.1f}" if signed else f"{ms[0]:.1f} ± {ms[1]:.1f}"
+    return mean_sd([100 * r[model][key] for r in runs])
 
 
 def no_edit(run, model):
@@ -131,11 +130,10 @@ def findings(runs, scal):
         top = max(x["budget"] for x in scal[0]["score"]["scaling"])
         get = lambda m, k: [100 * next(x[k] for x in r[m]["scaling"] if x["budget"] == top) for r in scal]  # noqa: E731
         par, seq = get("score", "parallel"), get("score", "sequential")
-        ms = lambda v: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)  # noqa: E731
         out.append(("F7", f"sequential + parallel beats parallel at an equal budget (rule: SCoRe at K = {top}, mean)",
                     statistics.mean(seq) > statistics.mean(par),
-                    f"SCoRe, K = {top}: majority of {top} first attempts {fmt(ms(par))}%, majority of {top // 2} "
-                    f"self-corrected attempts {fmt(ms(seq))}%"))
+                    f"SCoRe, K = {top}: majority of {top} first attempts {fmt(mean_sd(par))}%, majority of {top // 2} "
+                    f"self-corrected attempts {fmt(mean_sd(seq))}%"))
     return out
 
 

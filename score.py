@@ -175,6 +175,13 @@ class Task:
     chat: bool = False
 
 
+def toy_task(name):
+    """The Task of a toy task: toy_math or toy_code (whose character vocabulary also spells its instruction)."""
+    if name == "toy_math":
+        return Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    return Task(toy_code, toy_code.INSTRUCTION, "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION))))
+
+
 def derive(args):
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
     args.device = get_device(args.device or None)
@@ -191,12 +198,7 @@ def derive(args):
         if args.batch % args.world:
             raise ValueError(f"--batch {args.batch} must divide evenly over {args.world} DDP ranks")
     args.master = args.rank == 0
-    if args.task == "toy_math":
-        args.task_ = Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
-    elif args.task == "toy_code":
-        args.task_ = Task(toy_code, toy_code.INSTRUCTION, "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION))))
-    else:
-        args.task_ = real_task(args)
+    args.task_ = toy_task(args.task) if args.task in ("toy_math", "toy_code") else real_task(args)
     os.makedirs(args.out, exist_ok=True)
     return args
 
@@ -740,8 +742,11 @@ def main(argv=None):
             raise ValueError(f"--stage {args.stage} needs --init (a checkpoint to start from)")
         train_rl(args, log)
     elif args.master:  # eval: one process is enough
-        rows, fixed = [], None
-        for name in ([args.fixed_y1] if args.fixed_y1 else []) + args.evaluate.split(","):
+        rows, fixed, names = [], None, args.evaluate.split(",")
+        shown = set(names)
+        if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
+            names = [args.fixed_y1] + [n for n in names if n != args.fixed_y1]
+        for name in names:
             # a checkpoint name in --out, or a Hugging Face directory
             model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
             model.to(args.device)
@@ -756,10 +761,12 @@ def main(argv=None):
                 continue
             row = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch, detail=True)
             first = row.pop("y1_tok")
-            if fixed is None and args.fixed_y1:  # the first name is the --fixed_y1 model: keep its first attempts
+            if name == args.fixed_y1:  # the first name: keep its first attempts for the models after it
                 fixed = first
-                continue
-            if fixed is not None:  # Fig. 5: the same model correcting the fixed model's first attempts
+                row["fix_rate_fixed"] = row["fix_rate"]  # correcting its own greedy attempts: the same run
+                if name not in shown:
+                    continue
+            elif fixed is not None:  # Fig. 5: the same model correcting the fixed model's first attempts
                 row["fix_rate_fixed"] = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch,
                                                  y1=fixed)["fix_rate"]
             rows.append({"model": name, **row})

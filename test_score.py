@@ -1201,7 +1201,7 @@ def test_majority_vote_and_inference_scaling_budgets(monkeypatch):
     monkeypatch.setattr(score, "sample_two_turns", lambda *a, **k: {"y1": y1, "y2": y2})
     tok = CharTokenizer(toy_math.ALPHABET)
     model = GPT(GPTConfig(block_size=64, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
-    task = score.Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    task = score.toy_task("toy_math")
     rows = score.inference_scaling(model, tok, task, [q], 40, 4, 0.7)
     # b = 2: [bad, ok] ties to bad (0) | [ok] (1);  b = 4: [bad, ok, ok, ok] -> ok (1) | [ok, bad] ties to ok (1)
     assert rows == [dict(budget=2, parallel=0.0, sequential=1.0, n=1), dict(budget=4, parallel=1.0, sequential=1.0, n=1)]
@@ -1223,3 +1223,17 @@ def test_baselines_and_report_end_to_end(tmp_path):
     assert [r["episodes"] for r in rows if r["name"] == "pair_sft" and "episodes" in r] == [64]  # one round
     with pytest.raises(SystemExit, match="results.json"):
         report.load([out])
+    # Fig. 5's eval: --fixed_y1 base is evaluated once, first, and its own row's fix_rate_fixed (reused from that
+    # run) must equal an explicit correction of its own first attempts
+    score.main(["--stage", "eval", "--out", out, "--fixed_y1", "base", "--evaluate", "star,base", "--n_test", "8",
+                "--max_new", "24"])
+    rows = {r["model"]: r for r in json.load(open(f"{out}/results.json"))}
+    assert list(rows) == ["base", "star"] and "fix_rate_fixed" in rows["star"]
+    model, state = load_checkpoint(f"{out}/base.pt")
+    tok = from_description(state["tokenizer"])
+    task = score.for_tokenizer(score.toy_task("toy_math"), tok)
+    test = task.module.problems("test", 8, seed=0)
+    own = score.evaluate(model, tok, task, test, 24, detail=True)
+    again = score.evaluate(model, tok, task, test, 24, y1=own["y1_tok"])
+    assert rows["base"]["fix_rate_fixed"] == again["fix_rate"] == own["fix_rate"]
+    assert rows["base"]["acc_t1"] == own["acc_t1"] and rows["base"]["edit_ratios"] == own["edit_ratios"]
