@@ -1,39 +1,30 @@
 """
-baselines.py: the paper's fine-tuning baselines for self-correction (SCoRe section 4 and Table 2), on the toy
-tasks, from the same base model and on the same sample budget as score.py's RL.
-
-Methods (--method); every one fine-tunes on traces [x, y1, p, y2] written by our own models, never by an oracle:
+baselines.py: the paper's fine-tuning baselines for self-correction (section 4, Tables 2 and 4) on the toy
+tasks, from the same base model and on the same sample budget as score.py's RL. Every method fine-tunes on
+traces [x, y1, p, y2] written by our own models, never by an oracle (--method):
   star           STaR (Zelikman et al. 2022) as SCoRe adapts it: 3 iterations of {sample two-turn traces from
-                 the current model at temperature 1 on training problems; keep the successful revisions,
-                 r(y1) = 0 and r(y2) = 1 (D_STaR); fine-tune on y2 given (x, y1, p)}.
-  star_plus      the same, also keeping correct -> correct traces, r(y1) = r(y2) = 1 (D+_STaR).
-  star_stage2    Table 4's ablation "STaR instead of REINFORCE in Stage II": from the Stage I checkpoint, 3
-                 iterations keeping the traces whose y2 is correct and imitating each correct attempt in them
-                 (y2, and y1 where r(y1) = 1): the filtered counterpart of Eq. 4's per-turn rewards.
-  pair_sft       Pair-SFT (Welleck et al. 2023), one round: sample first attempts from the base model, k per
-                 problem; pair each incorrect attempt with a correct attempt to the same problem (also a base
-                 sample), fine-tune on the correct one as y2 given (x, y1 incorrect, p) (D_SFT).
-  pair_sft_plus  the same, also pairing each correct attempt with a correct one (D+_SFT).
-Self-Refine needs no training: on the toy it is the base model prompted with the correction instruction, the
-"base" row of every table.
-
-Budget: --attempts sampled attempts in all, as score.py's RL samples 2 attempts per episode (train_small.sh:
-200 steps x 32 prompts x k 4 x 2 turns = 51,200). STaR spends them as attempts/2 two-turn episodes over its
-iterations; Pair-SFT as first attempts alone (it needs no second turn). Fine-tuning: --sft_steps AdamW steps
-in all, split evenly over the iterations; loss = token mean of the imitated tokens' NLL, like the base stage.
+                 the current model at temperature 1; keep the successful revisions, r(y1) = 0 and r(y2) = 1
+                 (D_STaR); fine-tune on y2 given (x, y1, p)}.
+  star_plus      also keeping correct -> correct traces (D+_STaR).
+  star_stage2    Table 4's "STaR instead of REINFORCE in Stage II": from Stage I, 3 iterations imitating every
+                 correct attempt (y2, and y1 where r(y1) = 1) of the traces whose y2 is correct.
+  pair_sft       Pair-SFT (Welleck et al. 2023), one round: k first attempts per problem from the base model;
+                 each incorrect one is paired with a correct one to the same problem as y2 (D_SFT).
+  pair_sft_plus  also pairing each correct attempt with a correct one (D+_SFT).
+Budget: --attempts sampled attempts in all (RL samples 2 per episode); STaR spends them as attempts/2 episodes
+over its iterations, Pair-SFT as first attempts. --sft_steps AdamW steps in all, split over the iterations;
+the loss is the imitated tokens' mean NLL (score.sft_step, as the base stage).
 
 Departures, numbered:
-  1. Each STaR iteration continues fine-tuning the current model (the original STaR restarts from the base
-     model on the newest data every iteration).
-  2. The checkpoint is the iteration (Pair-SFT: the end) with the best greedy validation acc@t2, as score.py's
-     departure 3 does for RL; the paper does not say how its baselines were selected.
-  3. Fine-tuning draws batches with replacement from the kept traces for a fixed number of steps, so every
-     method gets the same fine-tuning compute however many traces it kept.
+  1. Each STaR iteration continues fine-tuning the current model (STaR restarts from the base model).
+  2. The checkpoint is the iteration with the best greedy validation acc@t2 (as score.py's departure 3); the
+     paper does not say how its baselines were selected.
+  3. Batches are drawn with replacement from the kept traces for a fixed number of steps, so every method gets
+     the same fine-tuning compute however many traces it kept.
 
 Run:  python baselines.py --method star --init out_small/base.pt --out out_small   (writes out_small/star.pt)
 """
 import argparse
-import json
 import os
 import random
 import time
@@ -42,29 +33,21 @@ import torch
 from tqdm import tqdm
 
 from model import autocast, get_device, save_checkpoint
-from score import evaluate, load_model, pack, rewards_of, sample_two_turns, toy_task, token_logprobs
+from runs import check_skips, load_model, logger
+from score import common, evaluate, pack, rewards_of, sample_two_turns, sft_step, toy_task
 from tokenizer import from_description
 
-p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+p = argparse.ArgumentParser(description=__doc__.split("\n")[1], parents=[common],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 p.add_argument("--method", choices=["star", "star_plus", "star_stage2", "pair_sft", "pair_sft_plus"], required=True,
                help="which baseline (see above)")
-p.add_argument("--task", choices=["toy_math", "toy_code"], default="toy_math", help="the toy task (data/toy_*.py)")
-p.add_argument("--init", required=True, help="checkpoint to start from: the base model (star_stage2: Stage I's)")
-p.add_argument("--out", default="out_small", help="output directory: <method>.pt and metrics.jsonl")
-p.add_argument("--name", default="", help="checkpoint name to write (default: the method)")
-p.add_argument("--seed", type=int, default=0, help="seeds problem order and sampling")
-p.add_argument("--device", default="", help="cpu | cuda | mps; empty = autodetect cuda -> mps -> cpu")
 p.add_argument("--attempts", type=int, default=51200, help="sampled attempts in all (2 per two-turn episode)")
 p.add_argument("--iterations", type=int, default=3, help="STaR iterations (paper: 3); Pair-SFT has one")
-p.add_argument("--k", type=int, default=4, help="samples per training problem (Pair-SFT: first attempts)")
 p.add_argument("--prompts", type=int, default=32, help="training problems per sampler call")
-p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1.0)")
-p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
 p.add_argument("--sft_steps", type=int, default=200, help="AdamW steps of fine-tuning in all")
 p.add_argument("--sft_batch", type=int, default=64, help="traces per fine-tuning step")
 p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant after --warmup steps)")
-p.add_argument("--warmup", type=int, default=10, help="linear learning-rate warmup steps of each round")
-p.add_argument("--n_val", type=int, default=500, help="validation problems for the checkpoint choice")
+p.set_defaults(n_val=500)
 
 
 def star_traces(problems, y1, y2, r1, r2, method):
@@ -116,23 +99,22 @@ def sample(model, tok, task, train, rng, gen, n_episodes, args, second=True):
 def finetune(model, opt, tok, task, traces, steps, args, rng, log, it):
     """steps AdamW steps on batches drawn with replacement from traces; NLL averaged over imitated tokens."""
     model.train()
+    skips = 0
     for step in range(steps):
         for gr in opt.param_groups:
             gr["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         tokens, mask = pack(tok, task.instruction, [rng.choice(traces) for _ in range(args.sft_batch)], args.device)
-        with autocast(args.device):
-            lp = token_logprobs(model, tokens)  # (B, T)
-        nll = -(lp * mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        nll.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        nll, ok = sft_step(model, model.parameters(), opt, tokens, mask, args.device)
+        skips = check_skips(skips, ok, step + 1)
         if (step + 1) % 25 == 0 or step + 1 == steps:
-            log(dict(stage=args.method, iteration=it, sft_step=step + 1, nll=nll.item()))
+            log(dict(stage=args.method, iteration=it, sft_step=step + 1, nll=nll))
 
 
 def main(argv=None):
     args = p.parse_args(argv)
+    if not args.task.startswith("toy") or not args.init:
+        p.error(f"baselines run on the toy tasks from --init (a base or Stage I checkpoint); got --task {args.task}, "
+                f"--init {args.init!r}")
     args.name = args.name or args.method
     args.device = get_device(args.device or None)
     os.makedirs(args.out, exist_ok=True)
@@ -147,14 +129,8 @@ def main(argv=None):
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
     train = task.module.problems("train", 20000, seed=args.seed)
     val = task.module.problems("val", args.n_val, seed=args.seed)
-    metrics, final, best, t0 = os.path.join(args.out, "metrics.jsonl"), os.path.join(args.out, args.name + ".pt"), -1.0, time.time()
-
-    def log(row):
-        with open(metrics, "a") as f:
-            f.write(json.dumps({"name": args.name, "seed": args.seed, **row}) + "\n")
-        tqdm.write(f"{args.method} " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                for k, v in row.items() if k != "stage"))
-
+    final, best, t0 = os.path.join(args.out, args.name + ".pt"), -1.0, time.time()
+    log = logger(args, args.method)
     print(f"{args.method}: init {args.init}, {args.attempts} sampled attempts over {rounds} round(s), "
           f"{args.sft_steps} fine-tuning steps of {args.sft_batch} traces")
     for it in tqdm(range(1, rounds + 1), desc=args.method):

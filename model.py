@@ -1,44 +1,19 @@
 """
-model.py: the one model class of the project, a GPT-2 style transformer (nanoGPT's layout and names) whose
-config can also switch on the pieces of the Llama / Qwen2 family.
+model.py: the one model class, a GPT-2 style transformer (nanoGPT's layout and names) whose config also switches
+on the Llama / Qwen2 family's pieces (each field's default keeps GPT-2, so old checkpoints' config dicts load
+unchanged), with a KV-cached batched sampler (generate) and Hugging Face weight loading (from_pretrained).
+Left padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are masked, so a
+padded row produces exactly the tokens it produces alone.
 
-What is here, top to bottom:
-  - GPTConfig / GPT: by default GPT-2: learned absolute positions, pre-LayerNorm blocks, tanh-GELU MLP, tied
-    input/output embeddings. `model(idx)` returns fp32 logits for every position, shape (B, T, vocab);
-    `model(idx, targets=t)` returns only log p(t) (B, T), without ever holding all the logits (see forward).
-  - Llama / Qwen2 options, each a GPTConfig field whose default keeps GPT-2 (so old checkpoints, which store
-    the config dict, load unchanged): rope + rope_theta (rotary positions instead of wpe), rmsnorm,
-    swiglu + intermediate_size, n_kv_head (grouped-query attention), qkv_bias (Qwen2: biases on q, k, v only),
-    tie_word_embeddings. Module names stay nanoGPT's: q/k/v live fused in attn.c_attn, gate/up fused in
-    mlp.c_fc, and the loader splits HF's separate tensors into them.
-  - Left-padded batches: `valid` (B, T) marks real tokens. Position ids count real tokens only and padded
-    keys are masked out, so a padded row produces exactly the tokens it would produce alone.
-  - KVCache + `model.generate(idx, max_new_tokens, temperature=..., top_k=...)`: batched prefill, then one
-    token per step with keys/values written in place into a preallocated cache, in inference mode, with no
-    per-step mask building and logits for the last position only. temperature=0 is greedy. Sampling is by
-    inverse CDF (one uniform per row): torch.multinomial's distribution at a fraction of its CPU cost.
-  - `GPT.from_pretrained(name_or_path)`: a Hugging Face checkpoint directory of GPT2LMHeadModel,
-    LlamaForCausalLM or Qwen2ForCausalLM (config.json plus model.safetensors, sharded safetensors with
-    model.safetensors.index.json, or pytorch_model.bin) loaded into this class, shape-checked key by key with
-    errors naming the checkpoint's key (HF GPT-2 stores its projections as Conv1D, i.e. transposed).
-  - `model.grad_ckpt = True`: recompute each block in the backward pass (torch.utils.checkpoint) instead of
-    storing its activations: memory for long RL sequences at about one extra forward of compute.
-  - save_checkpoint / load_checkpoint: our own checkpoints (config + weights + tokenizer description + any
-    extra state), written atomically (temp file, fsync, rename) so a crash never leaves a half-written file.
-  - get_device / autocast: device autodetect cuda -> mps -> cpu, bf16 autocast only where supported.
-
-Departures from nanoGPT / HF (GPT-2, Llama, Qwen2), numbered:
-  1. No dropout: RL fine-tuning and our small from-scratch runs do not use it, and it keeps sampling and
-     training log-probs identical.
-  2. A prompt longer than the context raises ValueError instead of being silently cropped, because a
-     cropped problem statement would be graded against the wrong answer.
-  3. Llama/Qwen2: only the plain RoPE of rope_type "default" (no Llama-3.1 "llama3" or YaRN scaling: such a
-     checkpoint is refused with the reason); no sliding-window attention (Qwen2's use_sliding_window is off
-     in the released checkpoints; refused when on); no Llama attention_bias / mlp_bias.
-  4. RMSNorm eps is stored in layer_norm_epsilon (one eps field for either norm).
-  5. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table or buffer),
-     so casting the model to bf16 never rounds them; grouped-query attention is SDPA's enable_gqa (hence
-     torch >= 2.5), not a repeated copy of the keys and values.
+Departures from nanoGPT / HF, numbered:
+  1. No dropout: RL fine-tuning and the small runs do not use it, and sampling and training log-probs agree.
+  2. A prompt longer than the context raises ValueError instead of being cropped (a cropped problem would be
+     graded against the wrong answer).
+  3. Llama/Qwen2: only plain RoPE (rope_type "default", no Llama-3.1 or YaRN scaling), no sliding window, no
+     attention/mlp bias: such checkpoints are refused with the reason.
+  4. RMSNorm's eps is layer_norm_epsilon (one eps field for either norm).
+  5. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table, so bf16 never
+     rounds them); grouped-query attention is SDPA's enable_gqa (torch >= 2.5), not repeated keys and values.
 
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
 """
@@ -77,31 +52,24 @@ class GPTConfig:
 
 def config_from_dict(d, where="config"):
     """GPTConfig from a dict, naming any unknown key instead of a bare TypeError."""
-    known = {f.name for f in fields(GPTConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {where}; known keys: {sorted(known)}")
+    known = sorted(f.name for f in fields(GPTConfig))
+    if set(d) - set(known):
+        raise ValueError(f"unknown config key(s) {sorted(set(d) - set(known))} in {where}; known keys: {known}")
     return GPTConfig(**d)
 
 
 class KVCache:
-    """Preallocated keys/values for every layer, written in place as decoding advances.
-
-    k, v: (n_layer, B, n_kv_head, max_len, head_dim). valid (B, max_len) marks which cached positions hold real
-    tokens (False for left padding); n_real (B,) counts real tokens so far, which gives the next position id.
-    Keys are cached after RoPE, i.e. already rotated to their own (real-token) position.
-    """
+    """Keys (after RoPE) and values of every layer, (n_layer, B, n_kv_head, max_len, head_dim), written in place.
+    valid (B, max_len) marks cached real tokens (not left padding) and n_real (B,) counts them (the next position
+    id); t counts cached positions (the same in every row); padded: whether any cached key is padding."""
 
     def __init__(self, config, batch_size, max_len, device, dtype):
-        hd = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_kv_head or config.n_head, max_len, hd)
+        shape = (config.n_layer, batch_size, config.n_kv_head or config.n_head, max_len, config.n_embd // config.n_head)
         # empty, not zeros: only positions < t are ever read, and each is written before it is read
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.k, self.v = torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.n_real = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.t = 0  # number of cached positions (same for every row; padding keeps rows aligned)
-        self.padded = False  # whether any cached key is padding (decoding steps add none)
+        self.t, self.padded = 0, False
 
 
 def rope_cos_sin(pos, head_dim, theta):
@@ -122,12 +90,10 @@ def apply_rope(x, cos, sin):
 class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.n_head = config.n_head
-        self.n_kv_head = config.n_kv_head or config.n_head
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head or config.n_head
         hd = config.n_embd // config.n_head
         self.sizes = [config.n_embd, self.n_kv_head * hd, self.n_kv_head * hd]  # q, k, v widths
-        # q, k, v together (HF's separate q/k/v_proj are stacked into it by the loader)
-        self.c_attn = nn.Linear(config.n_embd, sum(self.sizes), bias=config.bias or config.qkv_bias)
+        self.c_attn = nn.Linear(config.n_embd, sum(self.sizes), bias=config.bias or config.qkv_bias)  # q, k, v
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
 
     def forward(self, x, mask, cache=None, layer=0, rope=None):
@@ -135,33 +101,25 @@ class CausalSelfAttention(nn.Module):
         hd, nkv = C // self.n_head, self.n_kv_head
         q, k, v = self.c_attn(x).split(self.sizes, dim=2)  # (B, T, C), 2 x (B, T, nkv*hd)
         q = q.view(B, T, self.n_head, hd).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
-        v = v.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        k, v = (z.view(B, T, nkv, hd).transpose(1, 2) for z in (k, v))  # 2 x (B, nkv, T, hd)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if cache is not None:
-            # write this step's keys/values in place, then attend over everything cached so far
+        if cache is not None:  # write this step's keys/values in place, then attend over everything cached so far
             t0 = cache.t
-            cache.k[layer, :, :, t0:t0 + T] = k
-            cache.v[layer, :, :, t0:t0 + T] = v
-            k = cache.k[layer, :, :, :t0 + T]  # (B, nkv, t0+T, hd)
-            v = cache.v[layer, :, :, :t0 + T]  # (B, nkv, t0+T, hd)
-        gqa = nkv != self.n_head  # query head h reads key/value head h // (nh / nkv), as HF's repeat_kv
-        # mask None: nothing but causality to mask. SDPA's is_causal aligns the query block to the first key,
-        # right for a prefill (t0 = 0) and not needed for a single decoding query, which may see every key
+            cache.k[layer, :, :, t0:t0 + T], cache.v[layer, :, :, t0:t0 + T] = k, v
+            k, v = cache.k[layer, :, :, :t0 + T], cache.v[layer, :, :, :t0 + T]  # 2 x (B, nkv, t0+T, hd)
+        # mask None: causality only. SDPA's is_causal aligns the query block to the first key: right for a prefill
+        # (t0 = 0), not needed for one decoding query. GQA: query head h reads key/value head h // (nh / nkv)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           enable_gqa=gqa)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.c_proj(y)
+                                           enable_gqa=nkv != self.n_head)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))  # (B, T, C)
 
 
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.swiglu = config.swiglu
-        hidden = config.intermediate_size or 4 * config.n_embd
-        # SwiGLU: gate and up projections together (HF's gate_proj/up_proj are stacked into c_fc by the loader)
-        self.c_fc = nn.Linear(config.n_embd, (2 if self.swiglu else 1) * hidden, bias=config.bias)
+        self.swiglu, hidden = config.swiglu, config.intermediate_size or 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, (2 if self.swiglu else 1) * hidden, bias=config.bias)  # SwiGLU: gate, up
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
 
     def forward(self, x):
@@ -172,13 +130,11 @@ class MLP(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """weight * x / rms(x), computed in fp32 and cast back before the weight, exactly as HF Llama/Qwen2 do
-    (a bf16 mean of squares would lose precision)."""
+    """weight * x / rms(x), in fp32 and cast back before the weight, as HF Llama/Qwen2 (bf16 would lose precision)."""
 
     def __init__(self, n, eps):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(n))
+        self.eps, self.weight = eps, nn.Parameter(torch.ones(n))
 
     def forward(self, x):
         xf = x.float()
@@ -194,10 +150,7 @@ def norm(config):
 class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = norm(config)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = norm(config)
-        self.mlp = MLP(config)
+        self.ln_1, self.attn, self.ln_2, self.mlp = norm(config), CausalSelfAttention(config), norm(config), MLP(config)
 
     def forward(self, x, mask, cache=None, layer=0, rope=None):
         x = x + self.attn(self.ln_1(x), mask, cache, layer, rope)
@@ -235,55 +188,40 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, valid=None, cache=None, last_only=False, targets=None):
-        """idx (B, T) token ids -> fp32 logits (B, T, V), or (B, 1, V) with last_only.
-
-        valid (B, T) bool: False marks left padding. cache: a KVCache to read from and append to.
-        targets (B, T) token ids: return log p(targets[b, t] | idx[b, :t+1]) (B, T) in fp32 instead of logits,
-        computed LOGIT_CHUNK logits at a time and recomputed in backward, so the (B, T, V) logits never exist
-        at once (with a 150k vocabulary they would be the largest tensor of RL training).
-        """
+        """idx (B, T) token ids -> fp32 logits (B, T, V), or (B, 1, V) with last_only. valid (B, T) bool: False
+        marks left padding. cache: a KVCache to read from and append to. targets (B, T): return log p(targets[b, t]
+        | idx[b, :t+1]) (B, T) in fp32 instead, LOGIT_CHUNK logits at a time and recomputed in backward, so the
+        (B, T, V) logits never exist at once (at a 150k vocabulary the largest tensor of RL training)."""
         B, T = idx.shape
         t0 = cache.t if cache is not None else 0
         if t0 + T > self.config.block_size:
             raise ValueError(f"sequence of {t0 + T} tokens exceeds the model's context of "
                              f"{self.config.block_size} tokens (block_size)")
         if cache is not None and T == 1 and valid is None:
-            # decoding fast path: one real token per row, no per-step mask building; padding keys (if any)
-            # are masked by a view of the cache's validity row
+            # decoding: one real token per row, no mask building; padded keys (if any) masked by a view of the cache
             pos = cache.n_real[:, None].clone()  # (B, 1): a copy, n_real advances below
             cache.valid[:, t0] = True
             cache.n_real += 1
             mask = cache.valid[:, None, None, :t0 + 1] if cache.padded else None  # (B, 1, 1, Tk)
-        elif cache is None and valid is None:
-            # training and scoring: full sequences, nothing to mask but causality, and no host sync
-            # (no bool() of a device tensor), which keeps the GPU busy and torch.compile's graph whole
-            pos = torch.arange(T, device=idx.device)[None]  # (1, T)
-            mask = None
+        elif cache is None and valid is None:  # training, scoring: no mask, no host sync (torch.compile's whole graph)
+            pos, mask = torch.arange(T, device=idx.device)[None], None  # (1, T)
         else:
             if valid is None:
                 valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
             # position ids count real tokens only, so left padding does not shift a row's positions
             n_before = cache.n_real[:, None] if cache is not None else 0
             pos = (n_before + valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+            all_real, key_valid = bool(valid.all()), valid
             if cache is not None:
                 cache.valid[:, t0:t0 + T] = valid
                 cache.n_real += valid.long().sum(1)
-                key_valid = cache.valid[:, :t0 + T]  # (B, Tk)
-            else:
-                key_valid = valid
-            # attention mask: causal, real keys only; every query also sees itself so a padding query's
-            # softmax is never empty (its output is unused: real queries never attend to padding keys)
-            all_real = bool(valid.all())
-            if cache is not None:
-                cache.padded = cache.padded or not all_real
-            if t0 == 0 and all_real:
-                mask = None  # plain causal attention (fast path)
-            else:
-                Tk = t0 + T
+                key_valid, cache.padded = cache.valid[:, :t0 + T], cache.padded or not all_real  # (B, Tk)
+            mask = None  # plain causal attention (fast path) when nothing is padded
+            if t0 > 0 or not all_real:
                 q_abs = torch.arange(t0, t0 + T, device=idx.device)[:, None]  # (T, 1)
-                k_abs = torch.arange(Tk, device=idx.device)[None, :]  # (1, Tk)
-                causal = k_abs <= q_abs  # (T, Tk)
-                mask = (causal[None] & key_valid[:, None, :]) | (k_abs == q_abs)[None]  # (B, T, Tk)
+                k_abs = torch.arange(t0 + T, device=idx.device)[None, :]  # (1, Tk)
+                # causal, real keys only; a padding query also sees itself (its softmax is never empty; output unused)
+                mask = ((k_abs <= q_abs)[None] & key_valid[:, None, :]) | (k_abs == q_abs)[None]  # (B, T, Tk)
                 mask = mask[:, None]  # (B, 1, T, Tk), broadcast over heads
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
@@ -318,14 +256,10 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, valid=None, eos_id=None,
                  pad_id=None, generator=None, logprobs=False):
-        """Continue each row of idx (B, T) by up to max_new_tokens; returns (B, T + n), n <= max_new_tokens.
-
-        temperature=0 is greedy (argmax) and deterministic. valid marks left padding (see forward).
-        With eos_id set, a row that emitted it continues with pad_id (default eos_id), and decoding stops
-        as soon as every row has ended. generator: a seeded torch.Generator for reproducible samples.
-        logprobs=True also returns (B, n) log-probs of the new tokens under the model itself (temperature 1,
-        the policy that RL differentiates), 0 after a row ended.
-        """
+        """Continue each row of idx (B, T) by up to max_new_tokens -> (B, T + n): batched prefill into a KVCache, then
+        one token per step (temperature=0: greedy; generator: a seeded torch.Generator). With eos_id, a row that
+        emitted it continues with pad_id (default eos_id); decoding stops once every row has ended. logprobs=True
+        also returns (B, n) log-probs of the new tokens at temperature 1 (the policy RL differentiates), 0 after."""
         B, T = idx.shape
         if T + max_new_tokens > self.config.block_size:
             raise ValueError(f"prompt of {T} tokens + max_new_tokens={max_new_tokens} exceeds the model's "
@@ -360,141 +294,114 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """Load a Hugging Face GPT-2, Llama or Qwen2 checkpoint: a local directory, or a hub name when online.
-        The weights are fp32, whatever the checkpoint stores (cast with .to(torch.bfloat16) after loading)."""
+        """A Hugging Face GPT-2, Llama or Qwen2 checkpoint (a local directory, or a hub name when online) in fp32,
+        whatever the checkpoint stores (cast with .to(torch.bfloat16) after loading)."""
         path = _resolve_hf_path(name_or_path)
         cfg_file = os.path.join(path, "config.json")
         if not os.path.isfile(cfg_file):
             raise FileNotFoundError(f"{path} has no config.json; expected a Hugging Face checkpoint directory")
         with open(cfg_file) as f:
             hf = json.load(f)
-        model_type = hf.get("model_type")
-        if model_type in ("llama", "qwen2"):
-            return cls._from_llama(path, hf, cfg_file)
-        if model_type != "gpt2":
-            raise ValueError(f"{cfg_file}: model_type={model_type!r} (architectures={hf.get('architectures')}) "
-                             f"is not supported; this loader reads gpt2, llama and qwen2 checkpoints")
-        act = hf.get("activation_function", "gelu_new")
-        if act not in ("gelu_new", "gelu_pytorch_tanh") or hf.get("scale_attn_by_inverse_layer_idx") \
-                or hf.get("reorder_and_upcast_attn") or hf.get("scale_attn_weights") is False:
-            raise ValueError(f"{cfg_file}: GPT-2 variant not supported (activation {act!r} or attention options)")
-        config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                           n_head=hf["n_head"], n_embd=hf["n_embd"],
-                           layer_norm_epsilon=hf.get("layer_norm_epsilon", 1e-5))
-        model = cls(config)
-        sd_hf = _read_hf_weights(path)
-        # GPT2Model checkpoints lack the "transformer." prefix; the causal-attention masks are buffers, not weights
-        sd_hf = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v
-                 for k, v in sd_hf.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-        sd_hf.setdefault("lm_head.weight", sd_hf.get("transformer.wte.weight"))
-        sd = model.state_dict()
-        missing = sorted(set(sd) - set(sd_hf))
-        extra = sorted(set(sd_hf) - set(sd))
-        if missing or extra:
-            raise ValueError(f"{path}: checkpoint keys do not match GPT-2: missing {missing[:5]}, "
-                             f"unexpected {extra[:5]}")
-        conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-        with torch.no_grad():
-            for k, v in sd_hf.items():
-                if k.endswith(conv1d):
-                    v = v.t()  # HF Conv1D stores (in, out); nn.Linear wants (out, in)
-                if v.shape != sd[k].shape:
-                    raise ValueError(f"{path}: shape mismatch for {k}: checkpoint {tuple(v.shape)}, "
-                                     f"model {tuple(sd[k].shape)}")
-                sd[k].copy_(v)
-        return model
-
-    @classmethod
-    def _from_llama(cls, path, hf, cfg_file):
-        """LlamaForCausalLM / Qwen2ForCausalLM: every checkpoint tensor is checked against the shape config.json
-        implies before it is copied (q/k/v_proj and gate/up_proj into row blocks of our fused c_attn, c_fc)."""
-        config = _llama_config(hf, cfg_file)
-        model = cls(config)
-        sd_hf = _read_hf_weights(path)
-        # LlamaModel/Qwen2Model checkpoints lack the "model." prefix; old ones store RoPE's inv_freq buffer;
-        # a tied lm_head.weight is a copy of embed_tokens, which HF also ignores
-        sd_hf = {(k if k.startswith(("model.", "lm_head.")) else "model." + k): v for k, v in sd_hf.items()
-                 if not k.endswith("rotary_emb.inv_freq")
-                 and not (k == "lm_head.weight" and config.tie_word_embeddings)}
-        keys = _llama_keys(config)
-        missing = sorted(set(keys) - set(sd_hf))
-        extra = sorted(set(sd_hf) - set(keys))
+        model = cls(hf_config(hf, cfg_file))
+        table = hf_key_table(model.config, hf["model_type"])
+        prefix = "transformer." if hf["model_type"] == "gpt2" else "model."
+        # GPT2Model / LlamaModel checkpoints lack the prefix. Not weights: GPT-2's causal-mask buffers, old RoPE
+        # inv_freq buffers, and a tied lm_head (HF ignores it too)
+        skip = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq") + (
+            ("lm_head.weight",) if model.config.tie_word_embeddings else ())
+        sd_hf = {k if k.startswith((prefix, "lm_head.")) else prefix + k: v for k, v in _read_hf_weights(path).items()
+                 if not k.endswith(skip)}
+        missing, extra = sorted(set(table) - set(sd_hf)), sorted(set(sd_hf) - set(table))
         if missing or extra:
             raise ValueError(f"{path}: checkpoint keys do not match {hf['model_type']} with this config.json: "
                              f"missing {missing[:5]}, unexpected {extra[:5]}")
         sd = model.state_dict()
         with torch.no_grad():
-            for k, (ours, row, shape) in keys.items():
-                v = sd_hf[k]
-                if tuple(v.shape) != shape:
-                    raise ValueError(f"{path}: shape mismatch for {k}: checkpoint {tuple(v.shape)}, "
-                                     f"expected {shape} from config.json")
-                sd[ours][row:row + shape[0]].copy_(v)
+            for k, (ours, row, n, transpose) in table.items():
+                dst, v = sd[ours][row:row + n], sd_hf[k]  # all of our tensor, or a row block of a fused one
+                want = tuple(dst.shape[::-1] if transpose else dst.shape)
+                if tuple(v.shape) != want:
+                    raise ValueError(f"{path}: shape mismatch for {k}: checkpoint {tuple(v.shape)}, expected {want} "
+                                     f"from config.json")
+                dst.copy_(v.t() if transpose else v)
         return model
 
 
-def _llama_config(hf, cfg_file):
-    """GPTConfig of a config.json of model_type llama or qwen2; missing keys take HF's class defaults."""
-    mt = hf["model_type"]
-
-    def need(key):
-        if key not in hf:
-            raise ValueError(f"{cfg_file}: model_type={mt!r} config lacks {key!r}")
-        return hf[key]
-
-    C, nh = need("hidden_size"), need("num_attention_heads")
-    rope = hf.get("rope_scaling") or hf.get("rope_parameters") or {}  # transformers 5 nests rope_theta here
+def hf_config(hf, cfg_file):
+    """GPTConfig of an HF config.json (gpt2, llama, qwen2; absent optional keys take HF's class defaults), or a
+    ValueError naming what this model does not do."""
+    mt, get, llama = hf.get("model_type"), hf.get, hf.get("model_type") in ("llama", "qwen2")
+    lacks = [k for k in (["n_positions", "vocab_size", "n_layer", "n_head", "n_embd"] if mt == "gpt2" else [
+        "vocab_size", "num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size"] if llama else [])
+        if k not in hf]
+    C, nh, act = get("hidden_size", 0), get("num_attention_heads", 1), get("activation_function", "gelu_new")
+    rope = get("rope_scaling") or get("rope_parameters") or {}  # transformers 5 nests rope_theta here
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     problems = [p for p, bad in [
-        (f"hidden_act {hf.get('hidden_act')!r} (only silu)", hf.get("hidden_act", "silu") != "silu"),
-        (f"rope_type {rope_type!r} (only plain RoPE, 'default')", rope_type != "default"),
-        ("attention_bias / mlp_bias", bool(hf.get("attention_bias") or hf.get("mlp_bias"))),
-        ("use_sliding_window", bool(hf.get("use_sliding_window"))),
-        (f"head_dim {hf.get('head_dim')} != hidden_size / num_attention_heads", C % nh != 0
-         or hf.get("head_dim") not in (None, C // nh)),
+        (f"this loader reads gpt2, llama and qwen2 (architectures={get('architectures')})", mt != "gpt2" and not llama),
+        (f"config lacks {lacks}", lacks),
+        (f"GPT-2 activation {act!r} or attention options", mt == "gpt2" and (
+            act not in ("gelu_new", "gelu_pytorch_tanh") or get("scale_attn_by_inverse_layer_idx")
+            or get("reorder_and_upcast_attn") or get("scale_attn_weights") is False)),
+        (f"hidden_act {get('hidden_act')!r} (only silu)", llama and get("hidden_act", "silu") != "silu"),
+        (f"rope_type {rope_type!r} (only plain RoPE, 'default')", llama and rope_type != "default"),
+        ("attention_bias / mlp_bias", llama and (get("attention_bias") or get("mlp_bias"))),
+        ("use_sliding_window", llama and get("use_sliding_window")),
+        (f"head_dim {get('head_dim')} != hidden_size / num_attention_heads",
+         C % nh or get("head_dim") not in (None, C // nh)),
     ] if bad]
     if problems:
         raise ValueError(f"{cfg_file}: model_type={mt!r} variant not supported: {'; '.join(problems)}")
+    if mt == "gpt2":
+        return GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
+                         n_head=hf["n_head"], n_embd=hf["n_embd"], intermediate_size=get("n_inner") or 0,
+                         layer_norm_epsilon=get("layer_norm_epsilon", 1e-5),
+                         tie_word_embeddings=get("tie_word_embeddings", True))
     return GPTConfig(
-        block_size=hf.get("max_position_embeddings", 2048 if mt == "llama" else 32768),
-        vocab_size=need("vocab_size"), n_layer=need("num_hidden_layers"), n_head=nh, n_embd=C, bias=False,
-        layer_norm_epsilon=hf.get("rms_norm_eps", 1e-6),
-        rope=True, rope_theta=float(hf.get("rope_theta", rope.get("rope_theta", 10000.0))), rmsnorm=True,
-        swiglu=True, intermediate_size=need("intermediate_size"),
-        n_kv_head=hf.get("num_key_value_heads") or (nh if mt == "llama" else 32),
-        qkv_bias=mt == "qwen2", tie_word_embeddings=hf.get("tie_word_embeddings", False))
+        block_size=get("max_position_embeddings", 2048 if mt == "llama" else 32768), vocab_size=hf["vocab_size"],
+        n_layer=hf["num_hidden_layers"], n_head=nh, n_embd=C, bias=False, layer_norm_epsilon=get("rms_norm_eps", 1e-6),
+        rope=True, rope_theta=float(get("rope_theta", rope.get("rope_theta", 10000.0))), rmsnorm=True, swiglu=True,
+        intermediate_size=hf["intermediate_size"],
+        n_kv_head=get("num_key_value_heads") or (nh if mt == "llama" else 32),
+        qkv_bias=mt == "qwen2", tie_word_embeddings=get("tie_word_embeddings", False))
 
 
-def _llama_keys(config):
-    """HF key -> (our key, first row, shape) for LlamaForCausalLM / Qwen2ForCausalLM."""
-    C, hd, I = config.n_embd, config.n_embd // config.n_head, config.intermediate_size
-    kv = (config.n_kv_head or config.n_head) * hd
-    keys = {"model.embed_tokens.weight": ("transformer.wte.weight", 0, (config.vocab_size, C)),
-            "model.norm.weight": ("transformer.ln_f.weight", 0, (C,))}
-    if not config.tie_word_embeddings:
-        keys["lm_head.weight"] = ("lm_head.weight", 0, (config.vocab_size, C))
-    for i in range(config.n_layer):
-        hf, ours = f"model.layers.{i}.", f"transformer.h.{i}."
-        keys[hf + "input_layernorm.weight"] = (ours + "ln_1.weight", 0, (C,))
-        keys[hf + "post_attention_layernorm.weight"] = (ours + "ln_2.weight", 0, (C,))
-        for name, row, n in (("q_proj", 0, C), ("k_proj", C, kv), ("v_proj", C + kv, kv)):
-            keys[hf + f"self_attn.{name}.weight"] = (ours + "attn.c_attn.weight", row, (n, C))
-            if config.qkv_bias:
-                keys[hf + f"self_attn.{name}.bias"] = (ours + "attn.c_attn.bias", row, (n,))
-        keys[hf + "self_attn.o_proj.weight"] = (ours + "attn.c_proj.weight", 0, (C, C))
-        keys[hf + "mlp.gate_proj.weight"] = (ours + "mlp.c_fc.weight", 0, (I, C))
-        keys[hf + "mlp.up_proj.weight"] = (ours + "mlp.c_fc.weight", I, (I, C))
-        keys[hf + "mlp.down_proj.weight"] = (ours + "mlp.c_proj.weight", 0, (C, I))
-    return keys
+# Llama / Qwen2 names of our tensors (GPT-2's are ours), and the HF tensors stacked in our fused ones, in order
+LLAMA_NAMES = [("transformer.wte", "model.embed_tokens"), ("transformer.ln_f", "model.norm"),
+               ("transformer.h", "model.layers"), ("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm"),
+               ("attn.c_proj", "self_attn.o_proj"), ("mlp.c_proj", "mlp.down_proj")]
+LLAMA_FUSED = {"attn.c_attn": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+               "mlp.c_fc": ["mlp.gate_proj", "mlp.up_proj"]}
+GPT2_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def hf_key_table(config, model_type):
+    """HF checkpoint key -> (our key, first row, rows, transpose) for every tensor of GPT(config): all its rows, or a
+    row block of a fused tensor (attn.c_attn = [q; k; v], mlp.c_fc = [gate; up]); transpose: GPT-2's Conv1D stores
+    (in, out) where nn.Linear has (out, in)."""
+    with torch.device("meta"):  # our tensors' names and shapes, with no memory and no random numbers drawn
+        model = GPT(config)
+    table, gpt2 = {}, model_type == "gpt2"
+    for ours, p in model.state_dict().items():
+        if ours == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # the same tensor as wte
+        hf = ours
+        for a, b in [] if gpt2 else LLAMA_NAMES:
+            hf = hf.replace(a, b)
+        fused = None if gpt2 else next((f for f in LLAMA_FUSED if f + "." in ours), None)
+        if fused is None:
+            table[hf] = (ours, 0, p.shape[0], gpt2 and ours.endswith(GPT2_CONV1D))
+            continue
+        row, sizes = 0, model.transformer.h[0].attn.sizes if fused == "attn.c_attn" else [p.shape[0] // 2] * 2
+        for name, n in zip(LLAMA_FUSED[fused], sizes):  # q, k, v (or gate, up) fill consecutive row blocks
+            table[hf.replace(fused, name)], row = (ours, row, n, False), row + n
+    return table
 
 
 def sample_next(logits, temperature=1.0, top_k=None, generator=None):
-    """Next token ids (B,) from logits (B, V). temperature=0: argmax.
-
-    Sampling is by inverse CDF: one uniform per row, located in the cumulative probabilities. It draws from
-    the same distribution as torch.multinomial, which spends one exponential variate per vocabulary entry
-    and dominates decoding time on a CPU at GPT-2's 50k-token vocabulary.
-    """
+    """Next token ids (B,) from logits (B, V); temperature=0: argmax. Sampling is by inverse CDF, one uniform per
+    row located in the cumulative probabilities: torch.multinomial's distribution without its one exponential
+    variate per vocabulary entry, which dominates decoding time on a CPU at GPT-2's 50k-token vocabulary."""
     if temperature == 0:
         return logits.argmax(dim=-1)
     if temperature != 1.0:
@@ -513,10 +420,9 @@ def _resolve_hf_path(name_or_path):
         return name_or_path
     if os.path.sep in name_or_path or name_or_path.startswith("."):
         raise FileNotFoundError(f"checkpoint directory {name_or_path} does not exist")
-    try:  # a hub name such as "gpt2" or "gpt2-medium"
+    try:  # a hub name such as "gpt2" or "Qwen/Qwen2.5-0.5B-Instruct"; tokenizer.py reads the tokenizer files
         from huggingface_hub import snapshot_download
-        return snapshot_download(name_or_path,  # weights, config, tokenizer files (tokenizer.py reads them)
-                                 allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.jinja"])
+        return snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.jinja"])
     except Exception as e:
         raise FileNotFoundError(f"could not fetch {name_or_path!r} from the Hugging Face hub ({type(e).__name__}: "
                                 f"{e}); install huggingface_hub and go online, or pass a local directory holding "
@@ -524,43 +430,28 @@ def _resolve_hf_path(name_or_path):
 
 
 def _read_hf_weights(path):
-    """Every tensor of a checkpoint directory: model.safetensors, sharded safetensors (model.safetensors.index.json
-    maps each key to its shard file), or pytorch_model.bin (also sharded, pytorch_model.bin.index.json)."""
-    def load_st(f):
-        from safetensors.torch import load_file
-        return load_file(f)
-
-    def load_pt(f):
-        return torch.load(f, map_location="cpu", weights_only=True)
-
-    for name, load in (("model.safetensors", load_st), ("model.safetensors.index.json", load_st),
-                       ("pytorch_model.bin", load_pt), ("pytorch_model.bin.index.json", load_pt)):
-        f = os.path.join(path, name)
+    """Every tensor of model.safetensors, pytorch_model.bin, or the shards a *.index.json's weight_map names."""
+    from safetensors.torch import load_file
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json"):
+        f, shards, sd = os.path.join(path, name), [name], {}
         if not os.path.isfile(f):
             continue
-        if not name.endswith(".index.json"):
-            return load(f)
-        with open(f) as fh:
-            shards = sorted(set(json.load(fh)["weight_map"].values()))
-        sd = {}
+        if name.endswith(".index.json"):
+            with open(f) as fh:
+                shards = sorted(set(json.load(fh)["weight_map"].values()))
         for s in shards:
             if not os.path.isfile(os.path.join(path, s)):
                 raise FileNotFoundError(f"{f} names shard {s}, which is not in {path}")
-            sd.update(load(os.path.join(path, s)))
+            sd.update(load_file(os.path.join(path, s)) if ".safetensors" in name
+                      else torch.load(os.path.join(path, s), map_location="cpu", weights_only=True))
         return sd
     raise FileNotFoundError(f"{path} has no model.safetensors or pytorch_model.bin (nor a sharded index of either)")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# our own checkpoints
-
-
 def save_checkpoint(path, model, tokenizer=None, **extra):
-    """Write {config, model weights, tokenizer description, extra} to path atomically.
-
-    The bytes go to a temp file in the same directory, are fsynced, then renamed over path: a crash at any
-    moment leaves either the old checkpoint or the new one, never a truncated file.
-    """
+    """Write {config, model weights, tokenizer description, extra} to path atomically: the bytes go to a temp file
+    in the same directory, are fsynced, then renamed over path, so a crash leaves the old checkpoint or the new."""
     raw = model.module if hasattr(model, "module") else model  # unwrap DDP
     state = {"config": asdict(raw.config), "model": raw.state_dict(),
              "tokenizer": tokenizer.describe() if tokenizer is not None else None, **extra}
@@ -597,19 +488,11 @@ def load_checkpoint(path, map_location="cpu"):
     return model, state
 
 
-# ----------------------------------------------------------------------------------------------------------
-# devices
-
-
 def get_device(override=None):
     """cuda -> mps -> cpu, unless override ('cpu', 'cuda', 'cuda:1', 'mps') names one."""
     if override:
         return torch.device(override)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
 
 
 def autocast(device):

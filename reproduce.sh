@@ -3,7 +3,7 @@
 # one base model and on one sample budget, evaluated greedily on the held-out test split, then the report
 # (Markdown table beside the paper's numbers, the findings, PNG plots) in $OUT/REPORT.md.
 #
-# Methods (paper Tables 2 and 4; what each one is: README "Reproducing the paper"):
+# Methods (paper Tables 2 and 4; what each one is: docs/reproduce.md):
 #   base          the base model; with the correction instruction it is Self-Refine (prompting only)
 #   star, star_plus, pair_sft     the fine-tuning baselines (baselines.py)
 #   mtrl          multi-turn RL: Stage II's objective from the base model, no Stage I, no bonus (--alpha 0)

@@ -1,331 +1,177 @@
 """
 score.py: SCoRe (Kumar, Zhuang et al. 2024, "Training Language Models to Self-Correct via RL"), training and
-evaluation in one readable file.
-
-A model answers a problem (attempt y1), is shown a fixed correction instruction p, and answers again (y2).
-Stages (--stage):
+evaluation in one readable file. A model answers a problem (attempt y1), is shown a fixed correction
+instruction p, and answers again (y2). Stages (--stage):
   base    pre-train the toy base model on the imperfect solver's two-turn traces (data/toy_*.py): it makes
           real first-attempt mistakes and does not self-correct, like the paper's instruction-tuned start.
   stage1  Eq. 3:  max E[ r(y2) - beta2 KL(pi(.|x) || ref(.|x)) - beta1 KL(pi(.|x,y1,p) || ref) ]
           learn to correct while the strong beta2 KL pins the *first* attempt to the base model.
   stage2  Eq. 4:  max E[ sum_i  r^(y_i) - beta1 KL ],  r^(y1) = r(y1),  r^(y2) = r(y2) + alpha (r(y2) - r(y1))
           both attempts trained, each credited with its own reward (gamma = 0), plus the progress bonus.
-  single  Eq. 2 on the first attempt alone: max E[ r(y1) - beta1 KL ], no second turn sampled (the ablation
-          "without multi-turn training", Table 4).
-  eval    greedy two-turn evaluation on the held-out test split: acc@t1, acc@t2, delta, delta i->c,
-          delta c->i, the rate at which y2's answer differs from y1's, and the mean edit-distance ratio;
-          --fixed_y1 NAME adds each model's correction rate on NAME's first attempts (Fig. 5), --scaling K the
-          inference-scaling study instead (section 6.3: majority vote, K parallel vs K/2 self-corrected).
-The fine-tuning baselines (STaR, Pair-SFT) are in baselines.py; reproduce.sh runs every method of the paper's
-Tables 2 and 4 from one base model (multi-turn RL is stage2 with --alpha 0 from the base model).
-
-Tasks (--task):
-  toy_math  the default: the toy column addition (data/toy_math.py), trained from scratch by --stage base.
-            (Before the real tasks existed this was `--task math`; train_small.sh now says toy_math.)
-  toy_code  one-line Python functions from input/output examples (data/toy_code.py), also from scratch;
-            programs are graded in rewards.py's sandbox, a batch at a time (TASK=toy_code bash train_small.sh).
-  math      MATH -> MATH500, the paper's math setting: RL on MATH train (data/prepare.py --dataset train:
-            PRM800K's 12k MATH problems outside MATH500), eval on MATH500, graded by rewards.math_reward.
-  gsm8k     GSM8K train -> GSM8K test, the same prompts and grader.
-  mbpp      MBPP -> HumanEval, the paper's code setting: RL on sanitized MBPP with the standard 3-shot prompt
-            (task ids 2-4 as the shots, never trained on), eval on HumanEval, graded in rewards.py's sandbox.
-  The real tasks start RL from --init, an HF checkpoint directory (GPT-2, Llama, Qwen2) or our .pt, and use
-  the paper's prompts (Appendix C): first turn "You are a math expert. ..." + the problem, correction
-  instruction "There might be an error in the solution above ..." (code: "... in the code above ... Only
-  output the final correct Python program!"). For an instruct checkpoint both are user turns in its chat
-  format (tokenizer.HFTokenizer: ChatML or Llama-3), so the two-turn sequence is exactly the chat template's
-  [user x, assistant y1, user p, assistant y2]; the end of an assistant turn (<|im_end|>, <|eot_id|>) ends
-  an attempt. A checkpoint without a chat format gets plain text (HumanEval: the bare function prompt).
-  "val" (--eval_every) is the 5% of the training file picked by a hash of each problem's text.
+          What the bonus does: with gamma = 0, its -alpha r(y1) is fixed before y2 is sampled, so for y2's
+          gradient it is a baseline; in expectation Eq. 4 is  max E[ r(y1) + (1 + alpha) r(y2) - beta1 KL ]:
+          the bonus weights the second attempt's reward (1 + alpha) times the first's, and Table 4's
+          "w/o reward shaping" ablation is a turn-weighting ablation (an exact test checks this).
+  single  Eq. 2 on the first attempt alone: max E[ r(y1) - beta1 KL ] (Table 4's "w/o multi-turn training").
+  eval    greedy two-turn test metrics (acc@t1, acc@t2, delta, delta i->c, delta c->i, answer changed, edit
+          ratio); --fixed_y1 NAME: correcting NAME's first attempts (Fig. 5); --scaling K: section 6.3's study.
+Tasks (--task): toy_math (default) and toy_code are trained from scratch by --stage base; math, gsm8k and
+mbpp (MBPP -> HumanEval) start RL from --init, an HF checkpoint directory, with the paper's prompts
+(data/real.py). The fine-tuning baselines (STaR, Pair-SFT) are baselines.py; reproduce.sh runs every method.
 
 Estimators, one each:
   - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
     al. 2024, the paper's cited REINFORCE): advantage_i = c_i - mean_{j != i} c_j, computed per turn.
   - KL: the k1 estimate  sum_t [log pi(y_t) - log ref(y_t)]  of each turn, folded into that turn's reward
-    (detached), as Ahmadian et al. do; its REINFORCE gradient is an unbiased estimate of the gradient of
-    KL(pi || ref).
+    (detached); its REINFORCE gradient is an unbiased estimate of the gradient of KL(pi || ref).
   - Loss averaging: sum over a turn's tokens (a sequence-level policy gradient), mean over samples.
 
 Departures from the paper, numbered:
-  1. Toy scale: a ~1M-parameter GPT pre-trained from scratch in minutes replaces Gemini; RL lr 2e-4 in
-     Stage I and 1e-4 in Stage II (not 5e-6; 1e-3 wrecked the policy within 5 steps in development; 1e-4
-     kept more of Stage II's acc@t2 on validation) and 100 steps per stage (not thousands), because the
-     model is tiny and the CPU budget is minutes.
-  2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of
-     y2 does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
-  3. The stage's checkpoint: with --eval_every, the evaluation point with the best greedy acc@t2 on the
-     validation split (the paper keeps the highest *training* reward); without, the last step.
-     train_small.sh evaluates Stage II every 25 steps on 500 validation problems: on validation (seed 0)
-     Stage II's acc@t2 peaked near step 50 (92.0%) and fell to 84.4% by step 100 while acc@t1 rose, the
-     first attempt catching up (the curves are in metrics.jsonl as val_*). Stage I keeps its last step.
-  4. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: on the first version of the toy, 0.1 let the
-     greedy first attempt drift from 65.7% to 52.1% in 100 steps (validation) and 1.0 held it at 64.1%.
-  5. The toy's answer is read from the attempt's columns (toy_math.answer), not from a stated final answer:
-     a separate answer line written after the columns could be fixed in the first attempt by the same
-     lookup the second attempt uses, which would erase the asymmetry the toy is built on.
-  6. Real tasks, prompt layout (ours; the paper gives the wording, not the layout): the math user turn is the
-     instruction, a blank line, "Problem:", the problem; MBPP's shots and question share one user turn, and
-     HumanEval's is "Complete the following Python function." and the prompt in a ```python fence. The
-     program graded is the reply's last ``` block (rewards.extract_code). None of these choices has been
-     checked against the paper's numbers.
-  7. Real tasks, memory (see README, "Scaling up"): --dtype / --ref_dtype bf16 weights, --grad_ckpt, and
-     log-probs computed a few hundred positions at a time (model.forward(targets=...)), never the whole
-     (N, T, vocab) logits; no sequence packing, no vLLM-style sampler: decoding is our KV-cache loop.
+  1. Toy scale: a ~1M-parameter GPT trained from scratch in minutes replaces Gemini; RL lr 2e-4 (Stage I) and
+     1e-4 (Stage II), not 5e-6 (1e-3 wrecked the policy within 5 steps), and 100 steps per stage, not thousands.
+  2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of y2
+     does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
+  3. The stage's checkpoint: with --eval_every, the best greedy validation acc@t2 (the paper: the highest
+     *training* reward); without, the last step. Stage II's validation acc@t2 peaked near step 50 and fell by
+     step 100 while acc@t1 rose (seed 0; metrics.jsonl, val_*).
+  4. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: on the first toy version 0.1 let the greedy first
+     attempt drift from 65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
+  5. The toy's answer is read from the attempt's columns (toy_math.answer), not a stated final answer: a
+     separate answer line could be fixed in y1 by the same lookup y2 uses, erasing the toy's asymmetry.
+  6. Real-model memory: --dtype / --ref_dtype bf16, --grad_ckpt, and log-probs computed a few hundred
+     positions at a time (never the whole (N, T, vocab) logits); decoding is our KV-cache loop (no vLLM).
 
-Run (the whole story, base -> Stage I -> Stage II -> table, on a CPU in minutes):  bash train_small.sh
-Every method of the paper's Tables 2 and 4 x 3 seeds, the table beside the paper's, the plots:  bash reproduce.sh
-One stage:  python score.py --stage stage1 --init out_small/base.pt --out out_small
-A real model (the README's recipe):  python score.py --stage stage1 --task math --init <Qwen2.5 dir> ...
-On N GPUs (or N CPU processes), DDP:  torchrun --nproc_per_node=N score.py --stage stage1 ...  (--batch is the
-total over all ranks; each rank samples batch/N prompts with seed + rank)
-Speed figures (sampler vs Hugging Face generate, RL step split, FLOP/s):  python bench.py
+Run:  bash train_small.sh   (base -> Stage I -> Stage II -> table);  one stage: python score.py --stage stage1
+      --init out_small/base.pt;  DDP: torchrun --nproc_per_node=N score.py ... (--batch is the total; each rank
+      samples batch/N prompts with seed + rank; rank 0 alone prints and writes)
 """
 import argparse
-import hashlib
 import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from data import loaders, toy_code, toy_math
-from model import GPT, GPTConfig, autocast, get_device, load_checkpoint, save_checkpoint
-from rewards import extract_answer, extract_code, humaneval_reward, math_reward, mbpp_reward, toy_code_rewards
-from tokenizer import CharTokenizer, GPT2Tokenizer, HFTokenizer, from_description
+from data import real, toy_code, toy_math
+from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
+from runs import (at_least, check_context, check_skips, ddp_wrap, last_path, load_model, logger, resume, run_id,
+                  setup_ddp, step_if_finite)
+from rewards import toy_code_rewards
+from tokenizer import CharTokenizer, from_description
 
 # ----------------------------------------------------------------------------------------------------------
-# configuration
+# configuration (`common` is shared with baselines.py); bad values stop the run at start, naming the flag
 
-p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-p.add_argument("--stage", choices=["base", "stage1", "stage2", "single", "eval"], required=True,
-               help="what to run (see above)")
-p.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"], default="toy_math", help="toy_math: "
-               "the toy column addition (data/toy_math.py); toy_code: one-line functions from examples, graded in the "
-               "sandbox (data/toy_code.py); math: MATH train -> MATH500; gsm8k: GSM8K train -> test; mbpp: "
-               "MBPP -> HumanEval (the paper's code setting). The real tasks start from --init (no base stage)")
-p.add_argument("--data", default="data/raw", help="real tasks: the folder data/prepare.py writes")
+
+common = argparse.ArgumentParser(add_help=False)
+common.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"], default="toy_math",
+                    help="toy_math | toy_code (data/toy_*.py, from scratch) | math | gsm8k | mbpp (data/real.py)")
+common.add_argument("--init", default="", help="checkpoint to start from: our .pt, or a Hugging Face GPT-2 / Llama "
+                    "/ Qwen2 directory; empty = a fresh model (base)")
+common.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
+common.add_argument("--name", default="", help="checkpoint name to write (default: the stage; stage2 -> score)")
+common.add_argument("--seed", type=int, default=0, help="seeds problem order, sampling and init")
+common.add_argument("--device", default="", help="cpu | cuda | mps; empty = autodetect cuda -> mps -> cpu")
+common.add_argument("--k", type=at_least(2), default=4, help="samples per prompt (RL: the RLOO group)")
+common.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1.0)")
+common.add_argument("--max_new", type=at_least(1), default=40, help="max tokens per attempt")
+common.add_argument("--warmup", type=at_least(1), default=10, help="linear lr warmup steps (Adam's first steps on "
+                    "noisy gradients otherwise jolt a small pre-trained model)")
+common.add_argument("--n_val", type=at_least(1), default=200, help="validation problems for the checkpoint choice")
+p = argparse.ArgumentParser(description=__doc__.split("\n")[1], parents=[common],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+p.add_argument("--stage", choices=["base", "stage1", "stage2", "single", "eval"], required=True, help="see above")
+p.add_argument("--data", default="data/raw", help="real tasks: the folder `python data/real.py` writes")
 p.add_argument("--train_file", default="", help="real tasks: training problems instead of the --data default")
 p.add_argument("--test_file", default="", help="real tasks: evaluation problems instead of the --data default")
-p.add_argument("--init", default="", help="checkpoint to start from: our .pt file (stage1/2, eval), or a Hugging "
-               "Face GPT-2 / Llama / Qwen2 directory; empty = a fresh model (base)")
-p.add_argument("--ref", default="", help="frozen reference model for the KL terms (default: the --init model of "
-               "stage1, i.e. the base model; stage2 reads it from its init checkpoint)")
-p.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
-p.add_argument("--name", default="", help="checkpoint name to write (default: the stage name; stage2 -> score)")
+p.add_argument("--ref", default="", help="frozen KL reference (default: stage1's --init; stage2 reads its init's)")
 p.add_argument("--evaluate", default="base,stage1,score", help="eval: comma-separated checkpoint names in --out")
-p.add_argument("--seed", type=int, default=0, help="seeds problem order, sampling and init")
-p.add_argument("--device", default="", help="cpu | cuda | mps; empty = autodetect cuda -> mps -> cpu")
-p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="RL: policy weights (bf16 halves weights, "
-               "gradients and Adam state, but AdamW updates below bf16's 2^-8 relative resolution are lost)")
-p.add_argument("--ref_dtype", choices=["", "fp32", "bf16"], default="", help="RL: reference weights; empty = --dtype "
-               "(the frozen reference loses nothing that bf16 autocast would not)")
-p.add_argument("--grad_ckpt", action="store_true", help="RL: recompute each block in backward (activation memory "
-               "of long sequences for about one extra forward)")
-p.add_argument("--compile", action="store_true", help="torch.compile the model for the training forward/backward "
-               "(sampling stays eager); pays off on a GPU, costs minutes of compile time on a small CPU run")
-# model (base stage only)
-p.add_argument("--n_layer", type=int, default=4, help="base: transformer blocks")
-p.add_argument("--n_head", type=int, default=4, help="base: attention heads")
-p.add_argument("--n_embd", type=int, default=128, help="base: residual width")
-p.add_argument("--block_size", type=int, default=128, help="base: context length in tokens")
-# optimisation
-p.add_argument("--steps", type=int, default=50, help="optimizer steps of this stage")
-p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (RL: linear warmup, then constant; base: warmup, then cosine to 0)")
-p.add_argument("--warmup", type=int, default=10, help="linear learning-rate warmup steps (RL: Adam's first steps "
-               "on noisy policy gradients otherwise jolt a small pre-trained model)")
-p.add_argument("--batch", type=int, default=64, help="prompts per step (RL) or sequences per step (base)")
-p.add_argument("--k", type=int, default=4, help="RL: samples per prompt (the RLOO group)")
+p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="policy weights (bf16 halves memory, but "
+               "AdamW updates below bf16's 2^-8 relative resolution are lost)")
+p.add_argument("--ref_dtype", choices=["", "fp32", "bf16"], default="", help="reference weights; empty = --dtype")
+p.add_argument("--grad_ckpt", action="store_true", help="recompute each block in backward (activation memory)")
+p.add_argument("--compile", action="store_true", help="torch.compile the training forward/backward (GPU)")
+p.add_argument("--n_layer", type=at_least(1), default=4, help="base: transformer blocks")
+p.add_argument("--n_head", type=at_least(1), default=4, help="base: attention heads")
+p.add_argument("--n_embd", type=at_least(1), default=128, help="base: residual width")
+p.add_argument("--block_size", type=at_least(2), default=128, help="base: context length in tokens")
+p.add_argument("--steps", type=at_least(1), default=50, help="optimizer steps of this stage")
+p.add_argument("--lr", type=float, default=2e-4, help="AdamW lr (after warmup: RL constant, base cosine to 0)")
+p.add_argument("--batch", type=at_least(1), default=64, help="prompts per step (RL) or sequences per step (base)")
 p.add_argument("--alpha", type=float, default=10.0, help="Stage II: progress bonus weight (paper: 10)")
 p.add_argument("--beta1", type=float, default=0.01, help="KL weight on every turn (paper: 0.01)")
-p.add_argument("--beta2", type=float, default=0.1, help="Stage I: KL weight on the first attempt (paper: 0.1 math)")
-p.add_argument("--temperature", type=float, default=1.0, help="RL sampling temperature (paper: 1.0)")
-p.add_argument("--max_new", type=int, default=40, help="max tokens per attempt")
-# evaluation, logging, checkpoints
-p.add_argument("--n_test", type=int, default=1000, help="held-out test problems for eval (greedy)")
-p.add_argument("--eval_batch", type=int, default=500, help="eval: problems sampled at once (KV-cache memory)")
-p.add_argument("--fixed_y1", default="", help="eval: also let every model correct this checkpoint's greedy first "
-               "attempts (e.g. base): the fix_rate_fixed column, Pair-SFT's distribution shift (Fig. 5)")
-p.add_argument("--scaling", type=int, default=0, help="eval: instead of the table, the inference-scaling study "
-               "(section 6.3) at budgets 2..K samples per problem, written to scaling.json (0: off)")
-p.add_argument("--scaling_temperature", type=float, default=0.7, help="eval --scaling: sampling temperature "
-               "(the paper's inference-scaling study uses 0.7)")
-p.add_argument("--eval_every", type=int, default=0, help="RL: greedy eval on n_val validation problems every N steps, "
-               "and the stage's checkpoint is the one with the best validation acc@t2 (0: off; the last step)")
-p.add_argument("--n_val", type=int, default=200, help="validation problems for --eval_every")
-p.add_argument("--ckpt_every", type=int, default=10, help="write the resumable <name>_last.pt every N steps")
-p.add_argument("--resume", action="store_true", help="continue from <out>/<name>_last.pt if it exists")
-
-
-@dataclass
-class Task:
-    """What score.py needs of a task: module.problems(split, n, seed) (toy: data/toy_*.py, which also writes the
-    base corpus; real: read from the data files), the fixed correction instruction, the toy alphabet, and
-    chat=True where prompt and instruction are chat turns, put in the checkpoint's format by for_tokenizer."""
-    module: object
-    instruction: str
-    alphabet: str
-    chat: bool = False
+p.add_argument("--beta2", type=float, default=0.1, help="Stage I: KL weight on the first attempt (paper: 0.1)")
+p.add_argument("--n_test", type=at_least(1), default=1000, help="held-out test problems for eval (greedy)")
+p.add_argument("--eval_batch", type=at_least(1), default=500, help="eval: problems sampled at once (KV-cache memory)")
+p.add_argument("--fixed_y1", default="", help="eval: also correct this checkpoint's greedy first attempts (Fig. 5)")
+p.add_argument("--scaling", type=at_least(0), default=0, help="eval: the inference-scaling study at budgets 2..K "
+               "instead of the table, to scaling.json (0: off)")
+p.add_argument("--scaling_temperature", type=float, default=0.7, help="eval --scaling: temperature (paper: 0.7)")
+p.add_argument("--eval_every", type=at_least(0), default=0, help="greedy eval on n_val validation problems every N "
+               "steps; the stage keeps the best validation acc@t2 (0: off, the last step)")
+p.add_argument("--ckpt_every", type=at_least(1), default=10, help="write the resumable <name>_last.pt every N steps")
+p.add_argument("--resume", action="store_true", help="continue from <out>/<name>_last.pt if it belongs to this run")
 
 
 def toy_task(name):
-    """The Task of a toy task: toy_math or toy_code (whose character vocabulary also spells its instruction)."""
+    """A toy task: its problems/corpus module, the correction instruction, the character vocabulary."""
     if name == "toy_math":
-        return Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
-    return Task(toy_code, toy_code.INSTRUCTION, "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION))))
+        return SimpleNamespace(module=toy_math, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET, chat=False)
+    alphabet = "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION)))  # the instruction is spelled too
+    return SimpleNamespace(module=toy_code, instruction=toy_code.INSTRUCTION, alphabet=alphabet, chat=False)
+
+
+def check_flags(args):
+    """What argparse cannot check alone, checked before any work."""
+    bad = [why for why, wrong in [
+        (f"--temperature {args.temperature}: RL samples its policy at a temperature > 0 (0 is greedy)",
+         args.stage in ("stage1", "stage2", "single") and not args.temperature > 0),
+        (f"--n_head {args.n_head} must divide --n_embd {args.n_embd}", args.n_embd % args.n_head),
+        (f"--scaling {args.scaling}: the smallest budget is 2 samples", args.scaling == 1),
+        (f"--lr {args.lr} must be a positive number", not 0 < args.lr < float("inf"))] if wrong]
+    if bad:
+        p.error("; ".join(bad))
 
 
 def derive(args):
+    check_flags(args)
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
-    args.device = get_device(args.device or None)
-    # ---- DDP: `torchrun --nproc_per_node=N score.py ...` sets RANK/WORLD_SIZE; one process per device.
-    # Each rank samples its own share of the batch; DDP all-reduces gradients; rank 0 alone prints and writes.
-    args.ddp = int(os.environ.get("RANK", -1)) != -1
-    args.rank, args.world = 0, 1
-    if args.ddp:
-        dist.init_process_group(backend="nccl" if args.device.type == "cuda" else "gloo")
-        args.rank, args.world = dist.get_rank(), dist.get_world_size()
-        if args.device.type == "cuda":
-            args.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-            torch.cuda.set_device(args.device)
-        if args.batch % args.world:
-            raise ValueError(f"--batch {args.batch} must divide evenly over {args.world} DDP ranks")
-    args.master = args.rank == 0
-    args.task_ = toy_task(args.task) if args.task in ("toy_math", "toy_code") else real_task(args)
+    setup_ddp(args)  # sets device, ddp, rank, world and master (rank 0 alone prints and writes)
+    args.task_ = toy_task(args.task) if args.task.startswith("toy") else real.task(args)
     os.makedirs(args.out, exist_ok=True)
     return args
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the real tasks (paper, Appendix C): MATH, GSM8K, MBPP -> HumanEval
-
-
-MATH_PROMPT = ("You are a math expert. When you respond, respond only with the Solution of the final Problem, thinking "
-               "step by step. At the end of the Solution, when you give your final answer, write it in the form "
-               '"Final Answer: The final answer is $answer$. I hope it is correct."')
-MATH_INSTRUCTION = ("There might be an error in the solution above because of lack of understanding of the question. "
-                    "Please correct the error, if any, and rewrite the solution. Only output the final solution! At "
-                    "the end of the Solution, when you give your final answer, write it in the form "
-                    '"Final Answer: The final answer is $answer$. I hope it is correct."')
-CODE_INSTRUCTION = ("There might be an error in the code above because of lack of understanding of the question. "
-                    "Please correct the error, if any, and rewrite the solution. Only output the final correct "
-                    "Python program!")
-MBPP_SHOTS = (2, 3, 4)  # task ids of the standard 3-shot MBPP prompt; never trained on
-REAL_FILES = {  # task -> (train file, test file) under --data (data/prepare.py's layout)
-    "math": ("math/train.jsonl", "math500/test.jsonl"),
-    "gsm8k": ("gsm8k/train.jsonl", "gsm8k/test.jsonl"),
-    "mbpp": ("mbpp/sanitized-mbpp.json", "humaneval/HumanEval.jsonl.gz"),
-}
-
-
-def mbpp_user(r, answer=None):
-    """The standard MBPP prompt of one problem; with answer, a solved shot ([BEGIN] code [DONE])."""
-    text = (f"You are an expert Python programmer, and here is your task: {r['prompt']} Your code should pass "
-            f"these tests:\n\n" + "\n".join(r["test_list"]) + "\n")
-    return text + (f"[BEGIN]\n{answer}\n[DONE]\n\n" if answer is not None else "")
-
-
-def real_problems(task, train_file, test_file, split, n, seed=0):
-    """Up to n problems of a split, each with `user` (the first turn's text, before any chat format) and
-    `grader`. test = the test file; val = the 5% of the train file picked by a hash of the problem text;
-    train = the other 95% (and never the MBPP shots). File order; seed is unused (RL samples at random)."""
-    if split == "test":
-        if task == "mbpp":  # the paper trains on MBPP and evaluates on HumanEval
-            return [{**r, "user": f"Complete the following Python function.\n\n```python\n{r['prompt']}```",
-                     "plain": r["prompt"], "grader": "humaneval"} for r in loaders.load_humaneval(test_file)][:n]
-        recs = (loaders.load_math if task == "math" else loaders.load_gsm8k)(test_file)
-    else:
-        recs = loaders.load_mbpp(train_file) if task == "mbpp" else \
-            (loaders.load_math if task == "math" else loaders.load_gsm8k)(train_file)
-        key = "prompt" if task == "mbpp" else "problem"
-        recs = [r for r in recs if (int(hashlib.sha256(r[key].encode()).hexdigest(), 16) % 100 < 5) == (split == "val")
-                and r.get("task_id") not in MBPP_SHOTS]
-    if task == "mbpp":
-        shots = "".join(mbpp_user(r, r["code"]) for r in loaders.load_mbpp(train_file) if r["task_id"] in MBPP_SHOTS)
-        return [{**r, "user": shots + mbpp_user(r), "grader": "mbpp"} for r in recs][:n]
-    return [{**r, "user": f"{MATH_PROMPT}\n\nProblem:\n{r['problem']}", "grader": "math"} for r in recs][:n]
-
-
-def real_task(args):
-    train_file, test_file = (os.path.join(args.data, f) for f in REAL_FILES[args.task])
-    train_file, test_file = args.train_file or train_file, args.test_file or test_file
-    needed = {"stage1": [train_file], "stage2": [train_file], "eval": [test_file]}.get(args.stage, [])
-    for f in needed:
-        if not os.path.isfile(f):
-            raise FileNotFoundError(f"--task {args.task}: no data file {f} (python data/prepare.py --out {args.data}, "
-                                    f"or --train_file / --test_file)")
-    module = SimpleNamespace(problems=lambda split, n, seed=0: real_problems(args.task, train_file, test_file,
-                                                                            split, n))
-    return Task(module, MATH_INSTRUCTION if args.task in ("math", "gsm8k") else CODE_INSTRUCTION, "", chat=True)
-
-
-def for_tokenizer(task, tok):
-    """The task as this tokenizer's model sees it: a real task's prompts and instruction as chat turns in the
-    checkpoint's format (tokenizer.HFTokenizer), or as plain text for a tokenizer without one."""
-    if not task.chat:
-        return task
-    first = getattr(tok, "chat_prompt", lambda user: user)
-    follow = getattr(tok, "chat_followup", lambda user: f"\n\n{user}\n\n")
-    plain = getattr(tok, "template", None) is None  # no chat format: HumanEval is completed as the bare prompt
-
-    def problems(split, n, seed=0):
-        return [{**q, "prompt": q["plain"] if plain and "plain" in q else first(q["user"])}
-                for q in task.module.problems(split, n, seed)]
-
-    return Task(SimpleNamespace(problems=problems), follow(task.instruction), task.alphabet, chat=False)
-
-
-def load_model(path, dtype="fp32"):
-    """(model, state) from our .pt checkpoint, or from a Hugging Face directory: its weights, and its own
-    tokenizer files (a GPT-2 directory without them gets tiktoken's GPT-2 BPE)."""
-    if os.path.isdir(path):
-        model = GPT.from_pretrained(path)
-        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
-        state = {"tokenizer": (HFTokenizer(path) if has_tok else GPT2Tokenizer()).describe()}
-    else:
-        model, state = load_checkpoint(path)
-    return model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]), state
-
-
-# ----------------------------------------------------------------------------------------------------------
-# rewards (binary): toy: the integer the columns spell equals the gold one; real: rewards.py's graders
+# rewards (binary): the toy math integer the columns spell, toy code's hidden tests, the real tasks' graders
 
 
 def final_answer(text, problem):
-    """What an attempt answers, to tell whether y2 changed y1's answer: code, a math answer, or the toy integer."""
+    """What an attempt answers, to tell whether y2 changed y1's answer."""
     grader = problem.get("grader")
-    if grader in ("mbpp", "humaneval"):
-        return extract_code(text)
     if grader == "toy_code":
         return text.strip()
-    return extract_answer(text) if grader == "math" else toy_math.answer(text)
+    return toy_math.answer(text) if grader is None else real.final_answer(text, problem)
 
 
 def reward(text, problem):
-    grader = problem.get("grader")  # the toy tasks' problems have none
-    if grader == "math":
-        return math_reward(text, problem["answer"])
-    if grader == "mbpp":
-        return mbpp_reward(problem, extract_code(text))
-    if grader == "humaneval":
-        code = extract_code(text)
-        # a whole function (chat models) redefines the prompt's stub, keeping its imports; else a body
-        return humaneval_reward(problem, "\n" + code if f"def {problem['entry_point']}(" in code else code)
+    grader = problem.get("grader")  # toy math problems have none
     if grader == "toy_code":
         return toy_code_rewards([problem], [text])[0]
-    a = toy_math.answer(text)  # the toy: the integer the attempt's columns spell
+    if grader is not None:
+        return real.reward(text, problem)
+    a = toy_math.answer(text)
     return float(a is not None and a == int(problem["answer"]))
 
 
 def rewards_of(texts, problems):
-    """reward() of many attempts; the toy code programs run in one sandboxed batch (2 workers), not one by one."""
+    """reward() of many attempts; toy code programs run in one sandboxed batch (2 workers), not one by one."""
     if problems and problems[0].get("grader") == "toy_code":
         return toy_code_rewards(problems, texts)
     return [reward(t, q) for t, q in zip(texts, problems)]
@@ -353,33 +199,24 @@ def ended(tokens, eos_id):
 
 @torch.no_grad()
 def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, generator, y1=None, second=True):
-    """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists.
-
-    Returns a dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on
+    """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists. Returns a dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on
     the sampled tokens of y1 / y2 (their end-of-turn included), 0 on prompt, instruction, padding and any
     forced end-of-turn; logp (N, T) the sampler's log-probs of the sampled tokens (0 elsewhere); y1, y2 texts.
     y1: given first attempts (token lists) instead of sampled ones (m1 = 0 then: nothing of y1 was sampled),
-    to measure correction of another model's attempts (Fig. 5). second=False: single-turn, [x, y1] only.
-    """
+    to measure correction of another model's attempts (Fig. 5). second=False: single-turn, [x, y1] only."""
     dev = next(model.parameters()).device
-    if y1 is None:
-        idx, valid = left_pad(prompts, tok.pad_id, dev)
+
+    def turn(rows):  # one sampled turn for every row: (tokens, hit_eos) pairs and per-token log-probs
+        idx, valid = left_pad(rows, tok.pad_id, dev)
         out, lp = model.generate(idx, max_new, temperature, valid=valid, eos_id=tok.eos_id, pad_id=tok.pad_id,
                                  generator=generator, logprobs=True)
-        y1 = [ended(r, tok.eos_id) for r in out[:, idx.shape[1]:].tolist()]
-        lp1 = lp.tolist()
-    else:
-        y1, lp1 = [ended(list(a), tok.eos_id) for a in y1], None
+        return [ended(r, tok.eos_id) for r in out[:, idx.shape[1]:].tolist()], lp.tolist()
+
+    y1, lp1 = turn(prompts) if y1 is None else ([ended(list(a), tok.eos_id) for a in y1], None)
     # turn 2 context: x, y1 (closed with a forced end-of-turn if it ran out of tokens), the instruction
     instr = tok.encode(instruction) if second else []
     ctx = [x + y + ([] if hit else [tok.eos_id]) + instr for x, (y, hit) in zip(prompts, y1)]
-    y2, lp2 = [([], True)] * len(prompts), None
-    if second:
-        idx2, valid2 = left_pad(ctx, tok.pad_id, dev)
-        out2, lp2 = model.generate(idx2, max_new, temperature, valid=valid2, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                                   generator=generator, logprobs=True)
-        y2 = [ended(r, tok.eos_id) for r in out2[:, idx2.shape[1]:].tolist()]
-        lp2 = lp2.tolist()
+    y2, lp2 = turn(ctx) if second else ([([], True)] * len(prompts), None)
     # assemble right-padded training sequences and their masks (Python per row, once per batch)
     N, T = len(prompts), max(len(c) + len(y) + (0 if hit else 1) for c, (y, hit) in zip(ctx, y2))
     tokens = torch.full((N, T), tok.pad_id, dtype=torch.long)
@@ -401,7 +238,7 @@ def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, gen
 def token_logprobs(model, tokens):
     """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
     # fp32; the model computes log_softmax(logits).gather(targets) a few hundred positions at a time, so the
-    # (N, T-1, V) logits never exist at once (25 GiB for a 150k vocabulary at the README recipe's batch)
+    # (N, T-1, V) logits never exist at once (25 GiB for a 150k vocabulary at docs/real-model.md's recipe)
     lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1)
     return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
 
@@ -422,11 +259,9 @@ def edit_distance(a, b):
 
 @torch.no_grad()
 def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, seed=0, y1=None, detail=False):
-    """Two-turn evaluation (greedy by default, as in the paper); returns the metrics row.
-
-    y1: fixed first attempts (token lists, one per problem) that the model corrects instead of its own (Fig. 5).
-    detail: the row also holds the per-problem first attempts (y1_tok) and edit-distance ratios (Fig. 4).
-    """
+    """Two-turn evaluation (greedy by default, as in the paper): the metrics row. y1: fixed first attempts
+    (token lists) to correct instead of its own (Fig. 5). detail: also the first attempts (y1_tok) and the
+    per-problem edit-distance ratios (Fig. 4)."""
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     r1, r2, changed, ratios, first = [], [], [], [], []
@@ -454,22 +289,16 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
 def majority(texts, problem):
     """The attempt whose final answer most attempts share (ties: the earliest); None if none has an answer."""
     answers = [final_answer(t, problem) for t in texts]
-    votes = {}
-    for a in answers:
-        if a is not None and a != "":
-            votes[a] = votes.get(a, 0) + 1
-    if not votes:
-        return None
-    best = max(votes.values())
-    return next(t for t, a in zip(texts, answers) if votes.get(a) == best)
+    votes = {a: answers.count(a) for a in answers if a is not None and a != ""}
+    best = max(votes.values(), default=None)
+    return next((t for t, a in zip(texts, answers) if a in votes and votes[a] == best), None)
 
 
 @torch.no_grad()
 def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=0, batch=512):
-    """Section 6.3 at a budget of b samples per problem, b = 2, 4, ..., K: majority vote over b parallel first
-    attempts, vs over the second attempts of b/2 first attempts, each self-corrected once. One batch of K
-    two-turn samples per problem serves every budget. Returns [{budget, parallel, sequential, n}]: the accuracies
-    over the n problems."""
+    """Section 6.3 at budgets b = 2, 4, ..., K samples per problem: majority vote over b parallel first attempts
+    vs over the second attempts of b/2 first attempts, each self-corrected once; one batch of K two-turn samples
+    per problem serves every budget. Returns [{budget, parallel, sequential, n}], accuracies over n problems."""
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     per = max(1, batch // K)  # problems per sampler call
@@ -491,15 +320,14 @@ def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=
 
 
 def table(rows):
-    head = f"{'model':<10}{'acc@t1':>8}{'acc@t2':>8}{'delta':>8}{'i->c':>8}{'c->i':>8}{'changed':>9}{'edit':>7}{'n':>6}"
-    lines = [head] + [f"{r['model']:<10}{100 * r['acc_t1']:>8.1f}{100 * r['acc_t2']:>8.1f}{100 * r['delta']:>+8.1f}"
-                      f"{100 * r['delta_i_to_c']:>8.1f}{100 * r['delta_c_to_i']:>8.1f}{100 * r['changed']:>9.1f}"
-                      f"{r['edit_ratio']:>7.3f}{r['n']:>6}" for r in rows]
-    return "\n".join(lines)
+    keys = ("acc_t1", "acc_t2", "delta", "delta_i_to_c", "delta_c_to_i", "changed")
+    return "\n".join([f"{'model':<10}" + "".join(f"{k:>13}" for k in keys) + f"{'edit':>7}{'n':>6}"] + [
+        f"{r['model']:<10}" + "".join(f"{100 * r[k]:>13.1f}" for k in keys) + f"{r['edit_ratio']:>7.3f}{r['n']:>6}"
+        for r in rows])
 
 
 # ----------------------------------------------------------------------------------------------------------
-# stage "base": the toy base model from the imperfect solver's two-turn corpus
+# stage "base": the toy base model from the imperfect solver's two-turn corpus (and baselines.py's fine-tuning)
 
 
 def pack(tok, instruction, traces, device):
@@ -519,9 +347,23 @@ def pack(tok, instruction, traces, device):
 
 def corpus_batch(task, tok, rng, batch, device):
     """batch sequences [x, y1, eot, p, y2, eot] of random train problems; loss mask on y1, y2 (and eots)."""
-    # a train problem and the imperfect solver's two attempts, both imitated
-    traces = [(*task.module.corpus_example(rng), 1, 1) for _ in range(batch)]
+    traces = [(*task.module.corpus_example(rng), 1, 1) for _ in range(batch)]  # both attempts imitated
     return pack(tok, task.instruction, traces, device)
+
+
+def sft_step(model, params, opt, tokens, mask, device, world=1):
+    """One imitation step: the NLL of the masked tokens, a mean over them (under DDP, over every rank's)."""
+    with autocast(device):
+        lp = token_logprobs(model, tokens)  # (B, T)
+    n_tok = mask.sum()
+    if world > 1:  # DDP averages gradients over ranks: divide by the mean count to get the combined token mean
+        dist.all_reduce(n_tok)
+        n_tok = n_tok / world
+    nll = -(lp * mask).sum() / n_tok
+    opt.zero_grad(set_to_none=True)
+    nll.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+    return nll.item(), step_if_finite(opt, grad_norm)
 
 
 def train_base(args, log):
@@ -537,34 +379,26 @@ def train_base(args, log):
     train_model = ddp_wrap(args, torch.compile(model) if args.compile else model)  # the training forward
     if args.master:
         print(f"base model: {model.num_params() / 1e6:.2f}M parameters, {args.steps} steps of {args.batch} sequences")
-    val = args.task_.module.problems("val", args.n_val, seed=args.seed)
-    t0, ntok = time.time(), 0
+    val = task.module.problems("val", args.n_val, seed=args.seed)
+    check_context(args.block_size, tok, task, val + task.module.problems("test", args.n_test), args.max_new, "--block_size")
+    t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc="base", disable=None if args.master else True):
         # linear warmup, then cosine to 0: without warmup, lr 3e-3 sometimes stalled the base on a plateau
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for gr in opt.param_groups:
             gr["lr"] = lr
         tokens, mask = corpus_batch(task, tok, rng, args.batch // args.world, args.device)
-        with autocast(args.device):
-            lp = token_logprobs(train_model, tokens)  # (B, T)
-        n_tok = mask.sum()
-        if args.ddp:  # DDP averages gradients over ranks: divide by the mean count to get the combined token mean
-            dist.all_reduce(n_tok)
-            n_tok = n_tok / args.world
-        nll = -(lp * mask).sum() / n_tok
-        opt.zero_grad(set_to_none=True)
-        nll.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        nll, ok = sft_step(train_model, model.parameters(), opt, tokens, mask, args.device, args.world)
+        skips = check_skips(skips, ok, step + 1)
         ntok += tokens.numel() * args.world
-        row = dict(stage="base", step=step + 1, nll=nll.item(), lr=lr, tok_per_s=ntok / (time.time() - t0))
+        row = dict(stage="base", step=step + 1, nll=nll, lr=lr, tok_per_s=ntok / (time.time() - t0))
         if args.eval_every and (step + 1) % args.eval_every == 0 and args.master:
             row.update({f"val_{k}": v for k, v in evaluate(model, tok, task, val, args.max_new).items()})
             model.train()
         log(row)
         if (step + 1) % args.ckpt_every == 0 and args.master:
             save_checkpoint(last_path(args), model, tok, optimizer=opt.state_dict(), step=step + 1,
-                            rng=rng.getstate(), stage=args.stage)
+                            rng=rng.getstate(), stage=args.stage, run=run_id(args))
     if args.master:
         save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage)
 
@@ -594,11 +428,9 @@ def turn_credits(stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
 
 def rl_update(args, model, opt, s, r1, r2, ref_lp):
     """One REINFORCE update on a sampled batch: s from sample_two_turns, r1, r2 (N,) rewards, ref_lp (N, T).
-
-    Under DDP each rank passes its own share, whole RLOO groups of k. The loss is a mean over the rank's
-    samples and DDP averages gradients over ranks, so with equal shares the update equals one process's
-    update on the combined batch; no extra scaling. Returns kl1, kl2 (N,) and the gradient norm before clipping.
-    """
+    Under DDP each rank passes its own whole RLOO groups; the loss is a mean over the rank's samples and DDP
+    averages gradients, so equal shares give one process's update on the combined batch.
+    Returns kl1, kl2 (N,) and the gradient norm before clipping."""
     with autocast(args.device):
         lp = token_logprobs(model, s["tokens"])  # (N, T), with gradients
     m1, m2 = s["m1"], s["m2"]
@@ -618,16 +450,21 @@ def rl_update(args, model, opt, s, r1, r2, ref_lp):
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    step_if_finite(opt, grad_norm)  # a non-finite gradient: no step (the caller counts them)
     return kl1, kl2, grad_norm
 
 
 def train_rl(args, log):
     policy, state = load_model(args.init, args.dtype)
     tok = from_description(state["tokenizer"])
-    task = for_tokenizer(args.task_, tok)
+    task = real.for_tokenizer(args.task_, tok)
     ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
-    ref, _ = load_model(ref_path, args.ref_dtype or args.dtype)
+    ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype)
+    if not args.ref and state.get("ref_hash", ref_state["hash"]) != ref_state["hash"]:  # e.g. base re-trained since
+        raise ValueError(f"{args.init} was trained against reference weights {state['ref_hash']}, but {ref_path} now "
+                         f"holds {ref_state['hash']}; pass the right one with --ref")
+    if not all(torch.isfinite(t).all() for t in list(policy.state_dict().values()) + list(ref.state_dict().values())):
+        raise ValueError(f"{args.init} or {ref_path} holds non-finite weights; refusing to train from it")
     policy.grad_ckpt = args.grad_ckpt
     policy.to(args.device).train()
     ref.to(args.device).eval().requires_grad_(False)
@@ -642,31 +479,33 @@ def train_rl(args, log):
     model = ddp_wrap(args, torch.compile(policy) if args.compile else policy)  # the training forward
     train = task.module.problems("train", 20000, seed=args.seed)
     val = task.module.problems("val", args.n_val, seed=args.seed)
+    check_context(policy.config.block_size, tok, task, train + val, args.max_new)
+    meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage)  # stored with every checkpoint
     if args.master:
         print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
               f"{args.steps} steps x {args.batch} prompts x k={args.k}" + (f" on {args.world} DDP ranks" if args.ddp else ""))
-    t0, ntok = time.time(), 0
+    t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):
         for gr in opt.param_groups:
             gr["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         batch = rng.sample(train, args.batch // args.world)  # DDP: this rank's share of the prompts
-        prompts = [tok.encode(q["prompt"]) for q in batch for _ in range(args.k)]  # N = batch * k, grouped
+        probs = [q for q in batch for _ in range(args.k)]  # N = batch * k, grouped by prompt
         policy.eval()
         with autocast(args.device):
-            s = sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen,
-                                 second=args.stage != "single")
+            s = sample_two_turns(policy, tok, [tok.encode(q["prompt"]) for q in probs], task.instruction,
+                                 args.max_new, args.temperature, gen, second=args.stage != "single")
         policy.train()
-        probs = [q for q in batch for _ in range(args.k)]
         r1 = torch.tensor(rewards_of(s["y1"], probs), device=args.device)  # (N,)
         r2 = torch.tensor(rewards_of(s["y2"], probs) if args.stage != "single" else [0.0] * len(probs),
                           device=args.device)  # (N,)
         with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
             ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
         kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)
+        skips = check_skips(skips, bool(torch.isfinite(grad_norm)), step + 1)
         sums = torch.stack([r1.sum(), r2.sum(), kl1.sum(), kl2.sum(), (s["m1"] + s["m2"]).sum()])
         if args.ddp:  # log the combined batch, not rank 0's share
             dist.all_reduce(sums)
-        r1m, r2m, kl1m, kl2m = (sums[:4] / (len(prompts) * args.world)).tolist()
+        r1m, r2m, kl1m, kl2m = (sums[:4] / (len(probs) * args.world)).tolist()
         ntok += int(sums[4])
         row = dict(stage=args.stage, step=step + 1, r1=r1m, r2=r2m, kl1=kl1m, kl2=kl2m, grad_norm=grad_norm.item(),
                    sampled_tok_per_s=ntok / (time.time() - t0))
@@ -675,108 +514,77 @@ def train_rl(args, log):
             row.update({f"val_{k}": x for k, x in v.items()})
             if v["acc_t2"] > best:  # model selection on validation, never on test (departure 3)
                 best = v["acc_t2"]
-                save_checkpoint(final, policy, tok, ref=ref_path, stage=args.stage, step=step + 1, val_acc_t2=best)
+                save_checkpoint(final, policy, tok, **meta, step=step + 1, val_acc_t2=best)
         log(row)
         if (step + 1) % args.ckpt_every == 0 and args.master:
             save_checkpoint(last_path(args), policy, tok, optimizer=opt.state_dict(), step=step + 1,
-                            rng=rng.getstate(), gen=gen.get_state(), ref=ref_path, stage=args.stage)
+                            rng=rng.getstate(), gen=gen.get_state(), run=run_id(args), **meta)
     if args.master and best < 0:  # no validation: the last step
-        save_checkpoint(final, policy, tok, ref=ref_path, stage=args.stage, step=args.steps)
+        save_checkpoint(final, policy, tok, **meta, step=args.steps)
 
 
 # ----------------------------------------------------------------------------------------------------------
-# checkpoints, logging, main
+# eval and main
 
 
-def last_path(args):
-    return os.path.join(args.out, args.name + "_last.pt")
-
-
-def ddp_wrap(args, model):
-    """DDP: wrap the training model so backward all-reduces (averages) gradients over ranks."""
-    if not args.ddp:
-        return model
-    return DDP(model, device_ids=[args.device.index] if args.device.type == "cuda" else None)
-
-
-def resume(args, model, opt, rng, gen=None):
-    """With --resume and a <name>_last.pt present: restore weights, optimizer and RNGs; return the next step."""
-    if not (args.resume and os.path.exists(last_path(args))):
-        return 0
-    saved, state = load_checkpoint(last_path(args))
-    if state.get("stage") != args.stage:
-        raise ValueError(f"{last_path(args)} was written by stage {state.get('stage')!r}, not {args.stage!r}")
-    model.load_state_dict(saved.state_dict())
-    opt.load_state_dict(state["optimizer"])
-    rng.setstate(state["rng"])
-    if gen is not None:
-        gen.set_state(state["gen"])
-    if args.ddp:  # the checkpoint holds rank 0's RNG states: give each rank a stream of its own again (not exact)
-        rng.seed(args.seed + args.rank + 7919 * state["step"])
-        if gen is not None:
-            gen.manual_seed(args.seed + args.rank + 7919 * state["step"])
-    if args.master:
-        print(f"resumed {args.stage} from {last_path(args)} at step {state['step']}")
-    return state["step"]
+def run_eval(args):
+    """The eval stage: the table (results.json) or the inference-scaling study (scaling.json)."""
+    rows, fixed, names = [], None, args.evaluate.split(",")
+    shown = set(names)
+    if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
+        names = [args.fixed_y1] + [n for n in names if n != args.fixed_y1]
+    for name in names:  # a checkpoint name in --out, or a Hugging Face directory
+        model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
+        model.to(args.device)
+        tok = from_description(state["tokenizer"])
+        task = real.for_tokenizer(args.task_, tok)
+        test = task.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
+        if args.scaling:
+            rows.append({"model": name, "scaling": inference_scaling(
+                model, tok, task, test, args.max_new, args.scaling, args.scaling_temperature, args.seed)})
+            print(name, " ".join(f"K={r['budget']}: {100 * r['parallel']:.1f} / {100 * r['sequential']:.1f}"
+                                 for r in rows[-1]["scaling"]), "(parallel / sequential, %)")
+            continue
+        row = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch, detail=True)
+        first = row.pop("y1_tok")
+        if name == args.fixed_y1:  # the first name: keep its first attempts for the models after it
+            fixed = first
+            row["fix_rate_fixed"] = row["fix_rate"]  # correcting its own greedy attempts: the same run
+            if name not in shown:
+                continue
+        elif fixed is not None:  # Fig. 5: the same model correcting the fixed model's first attempts
+            row["fix_rate_fixed"] = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch,
+                                             y1=fixed)["fix_rate"]
+        rows.append({"model": name, **row})
+    if not args.scaling:
+        print(table(rows))
+    path = os.path.join(args.out, "scaling.json" if args.scaling else "results.json")
+    old = json.load(open(path)) if os.path.exists(path) else []  # rows of other models stay; same names replaced
+    rows = [r for r in old if r["model"] not in {x["model"] for x in rows}] + rows
+    with open(path + ".tmp", "w") as f:
+        json.dump(rows, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
     args = derive(p.parse_args(argv))
-    metrics = os.path.join(args.out, "metrics.jsonl")
-
-    def log(row):
-        if not args.master:  # DDP: rank 0 alone logs
-            return
-        with open(metrics, "a") as f:
-            f.write(json.dumps({"name": args.name, "seed": args.seed, **row}) + "\n")
-        keys = [k for k in row if k not in ("stage", "step")]
-        tqdm.write(f"{args.stage} step {row['step']:4d} | " + " ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k in keys))
-
+    log = logger(args, args.stage)
     if args.stage == "base":
-        if args.task not in ("toy_math", "toy_code"):
+        if not args.task.startswith("toy"):
             raise ValueError(f"--stage base pre-trains the toy model; --task {args.task} starts RL from --init")
         train_base(args, log)
-    elif args.stage in ("stage1", "stage2", "single"):
+    elif args.stage != "eval":
         if not args.init:
             raise ValueError(f"--stage {args.stage} needs --init (a checkpoint to start from)")
         train_rl(args, log)
     elif args.master:  # eval: one process is enough
-        rows, fixed, names = [], None, args.evaluate.split(",")
-        shown = set(names)
-        if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
-            names = [args.fixed_y1] + [n for n in names if n != args.fixed_y1]
-        for name in names:
-            # a checkpoint name in --out, or a Hugging Face directory
-            model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
-            model.to(args.device)
-            tok = from_description(state["tokenizer"])
-            task = for_tokenizer(args.task_, tok)
-            test = task.module.problems("test", args.n_test, seed=0)  # fixed test set across seeds
-            if args.scaling:
-                rows.append({"model": name, "scaling": inference_scaling(
-                    model, tok, task, test, args.max_new, args.scaling, args.scaling_temperature, args.seed)})
-                print(name, " ".join(f"K={r['budget']}: {100 * r['parallel']:.1f} / {100 * r['sequential']:.1f}"
-                                     for r in rows[-1]["scaling"]), "(parallel / sequential, %)")
-                continue
-            row = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch, detail=True)
-            first = row.pop("y1_tok")
-            if name == args.fixed_y1:  # the first name: keep its first attempts for the models after it
-                fixed = first
-                row["fix_rate_fixed"] = row["fix_rate"]  # correcting its own greedy attempts: the same run
-                if name not in shown:
-                    continue
-            elif fixed is not None:  # Fig. 5: the same model correcting the fixed model's first attempts
-                row["fix_rate_fixed"] = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch,
-                                                 y1=fixed)["fix_rate"]
-            rows.append({"model": name, **row})
-        if not args.scaling:
-            print(table(rows))
-        with open(os.path.join(args.out, "scaling.json" if args.scaling else "results.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+        run_eval(args)
     if args.ddp:
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:  # bad input: the message names it; no traceback to read through
+        raise SystemExit(f"score.py: error: {e}")

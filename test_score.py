@@ -10,10 +10,13 @@ reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) 
 is absent, as on a user's clone.
 """
 import ast
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -23,8 +26,9 @@ import pytest
 import torch
 
 import rewards
+import sandbox
 import score  # argparse is built at import; main() parses only when called
-from data import loaders, toy_code, toy_math
+from data import real as data_real, toy_code, toy_math
 
 from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
 from tokenizer import CharTokenizer, GPT2Tokenizer, from_description
@@ -32,7 +36,7 @@ from tokenizer import CharTokenizer, GPT2Tokenizer, from_description
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent / "shared"
 REAL = SHARED / "realdata"
-real = pytest.mark.skipif(not REAL.is_dir(), reason=f"no real data at {REAL} (python data/prepare.py --out ...)")
+real = pytest.mark.skipif(not REAL.is_dir(), reason=f"no real data at {REAL} (python data/real.py --out ...)")
 
 # ----------------------------------------------------------------------------------------------------------
 # model: parity with transformers
@@ -216,7 +220,8 @@ def test_wrong_shapes_are_named(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["n_embd"] = 32  # config says 32, weights are 64 wide
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"shape mismatch for transformer\.h\.0\.attn\.c_attn\.bias: checkpoint \(192,\), model \(96,\)"):
+    with pytest.raises(ValueError, match=r"shape mismatch for transformer\.wte\.weight: "
+                                         r"checkpoint \(211, 64\), expected \(211, 32\)"):
         GPT.from_pretrained(str(tmp_path))
 
 
@@ -271,7 +276,7 @@ def test_toy_math_splits_disjoint_and_solver_exact():
 
 def test_base_corpus_never_contains_held_out_problems():
     tok = CharTokenizer(toy_math.ALPHABET)
-    task = score.Task(toy_math, toy_math.INSTRUCTION, toy_math.ALPHABET)
+    task = score.toy_task("toy_math")
     tokens, mask = score.corpus_batch(task, tok, toy_math.random.Random(1), 300, "cpu")
     for row in tokens.tolist():
         prompt = tok.decode(row).split("=")[0]
@@ -434,26 +439,56 @@ EQUIVALENT = [
     ("(3, -\\frac{1}{2})", "(3, -0.5)"), ("\\left[ \\frac{1}{2}, 1 \\right)", "[0.5, 1)"), ("-5", "-5.00"),
     ("007", "7"), ("1,2,2", "2,1,2"), ("\\dfrac{\\pi}{3}", "\\frac{\\pi}{3}"), ("4\\text{ cm}^2", "4"),
     ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("\\frac{6}{4}", "1.5"), ("-\\dfrac{3}{4}", "-0.75"),
+    ("50\\%", "0.5"),  # unequal before (the old grader only dropped the "%"), but 50% is 0.5
+    ("2\\sqrt{5}", "\\sqrt{20}"), ("6+9i", "9i+6"), ("10^{3}", "1000"), ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),
+    ("(x+1)^2", "x^2+2x+1"), ("[1,2]\\cup[3,4]", "[3,4]\\cup[1,2]"), ("10,\\!000", "10000"), ("3 hours", "3"),
+    ("\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
 ]
 NOT_EQUIVALENT = [
     ("\\frac{1}{2}", "\\frac{1}{3}"), ("0.33", "\\frac{1}{3}"), ("(1, 2)", "(2, 1)"), ("(1, 2]", "[1, 2)"),
-    ("[1, 2]", "(1, 2)"), ("(1,2)", "1,2"), ("1, 2", "1, 3"), ("1, 2", "1, 2, 3"), ("1, 1, 2", "1, 2, 2"),
+    ("[1, 2]", "(1, 2)"), ("1, 2", "1, 3"), ("1, 2", "1, 2, 3"), ("\\sqrt{20}", "4\\sqrt{5}"), ("1+i", "1-i"),
     ("\\{1, 2\\}", "\\{1, 2, 3\\}"), ("2x", "2"), ("x+1", "x-1"), ("\\sqrt{2}", "\\sqrt{3}"), ("10", "100"),
     ("-5", "5"), ("\\infty", "-\\infty"), ("1/2", "2/1"), ("A", "B"), ("(A)", "(B)"), ("\\text{Evelyn}", "Evelin"),
     ("1,000", "1"), ("1,000", "1, 0"), ("3\\pi", "3"), ("\\frac{\\pi}{2}", "\\frac{\\pi}{3}"), ("0", ""),
     ("5", None), ("2\\frac{1}{2}", "1"), ("1.5", "1.05"), ("12", "1.2"), ("x=5", "x=6"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"),
-    ("(0, \\infty)", "[0, \\infty)"), ("(1,2,3)", "(1,3,2)"), ("50\\%", "0.5"), ("-\\frac{1}{2}", "\\frac{1}{2}"),
+    ("(0, \\infty)", "[0, \\infty)"), ("(1,2,3)", "(1,3,2)"), ("-\\frac{1}{2}", "\\frac{1}{2}"),
     ("y = 2x + 3", "2x-3"), ("\\sqrt{2}/2", "\\frac{\\sqrt{3}}{2}"), ("10\\text{ cm}", "100"), ("90^\\circ", "9"),
-    ("\\$18.90", "18.09"), ("5x", "5"), ("2m", "2"), ("(1, 2)", "\\{1, 2\\}"), ("3, 4", "(3, 4)"), ("1", "true"),
-    (True, "1"), ("\\frac{1}{0}", "\\frac{2}{0}"),
+    ("\\$18.90", "18.09"), ("5x", "5"), ("1", "true"), (True, "1"), ("\\frac{1}{0}", "\\frac{2}{0}"),
+    ("2^{10}", "1000"), ("0.67", "\\frac{2}{3}"), ("x^2+1", "(x+1)^2"), ("(0,1]", "(0,1)"), ("3 hours", "4"),
 ]
+# Unequal (NOT_EQUIVALENT before), but math-verify equates them by design (rewards.py, departure 2): a pair or open
+# interval with the list or set of its two ends; lists as sets; "m" as metres. Pinned so that a change shows.
+MATH_VERIFY_LENIENT = [("(1,2)", "1,2"), ("(1, 2)", "\\{1, 2\\}"), ("3, 4", "(3, 4)"), ("1, 1, 2", "1, 2, 2"),
+                       ("2m", "2")]
 
 
 def test_math_equal_tables():
     assert len(EQUIVALENT) >= 40 and len(NOT_EQUIVALENT) >= 40
     assert [p for p in EQUIVALENT if not (rewards.math_equal(*p) and rewards.math_equal(*p[::-1]))] == []
     assert [p for p in NOT_EQUIVALENT if rewards.math_equal(*p) or rewards.math_equal(*p[::-1])] == []
+    assert [p for p in MATH_VERIFY_LENIENT if not (rewards.math_equal(*p) and rewards.math_equal(*p[::-1]))] == []
+
+
+def test_math_equal_on_labelled_hard_pairs():
+    """dev/math_pairs.json: (pred, ref, equal, kind), labelled by hand. With math-verify 0.9.0, 186/197 (94.4%)
+    agree; the hand-written grader before it (a1537f3) agreed on 142/197 (72.1%)."""
+    pairs = json.loads((HERE / "dev" / "math_pairs.json").read_text())
+    wrong = [(p, r, kind) for p, r, equal, kind in pairs if rewards.math_equal(p, r) != equal]
+    assert len(pairs) >= 150 and len(wrong) <= 11, wrong
+
+
+def test_math_equal_off_the_main_thread_and_without_math_verify(monkeypatch):
+    out = []  # math-verify's time limits use signal.alarm, which only the main thread may set
+    t = threading.Thread(target=lambda: out.append([rewards.math_equal("2\\sqrt{5}", "\\sqrt{20}"),
+                                                    rewards.math_equal("2", "\\sqrt{20}")]))
+    t.start()
+    t.join()
+    assert out == [[True, False]]
+    monkeypatch.setitem(sys.modules, "math_verify", None)  # as if not installed: a clear error, not a silent 0
+    with pytest.raises(ImportError, match="requirements-real.txt"):
+        rewards.math_equal("1", "1")
+    assert rewards.extract_answer("3+4=07,ans:007") == "007"  # the toy path needs no math-verify
 
 
 def test_extract_answer_formats():
@@ -473,7 +508,7 @@ def test_extract_answer_formats():
 @real
 def test_math500_answers_equal_themselves_and_wrapped():
     bad = []
-    for r in loaders.load_math(REAL / "math500" / "test.jsonl"):
+    for r in data_real.load_math(REAL / "math500" / "test.jsonl"):
         a = r["answer"]
         wrapped = [f"We get \\boxed{{{a}}}.", f"Final Answer: The final answer is ${a}$. I hope it is correct."]
         if not rewards.math_equal(a, a) or not all(rewards.math_equal(rewards.extract_answer(t), a) for t in wrapped):
@@ -483,7 +518,7 @@ def test_math500_answers_equal_themselves_and_wrapped():
 
 @real
 def test_gsm8k_gold_extracts_from_its_solution():
-    recs = loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
+    recs = data_real.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
     assert all(rewards.math_equal(rewards.extract_answer(r["solution"]), r["answer"]) for r in recs)
 
 
@@ -510,7 +545,7 @@ def test_malformed_inputs_never_raise():
 # ---------------------------------------------------------------- the sandbox
 
 def UNDER_SANDBOX_TMP(path):
-    """True for paths the sandbox covers with its private tmpfs (rewards.py): invisible from inside it."""
+    """True for paths the sandbox covers with its private tmpfs (sandbox.py): invisible from inside it."""
     return any(os.path.abspath(path).startswith(d + "/") for d in ("/tmp", "/var/tmp", "/dev/shm"))
 
 
@@ -536,7 +571,7 @@ def _sandbox_procs():
     out = []
     for e in os.scandir("/proc"):
         try:
-            if e.name.isdigit() and e.stat().st_uid >= rewards.UID_BASE:
+            if e.name.isdigit() and e.stat().st_uid >= sandbox.UID_BASE:
                 out.append(e.name)
         except OSError:
             pass
@@ -591,7 +626,7 @@ def test_cannot_kill_the_caller():
 
 def test_no_file_written_outside_its_directory():
     if "ro" not in rewards.sandbox_features():
-        pytest.skip("no mount namespace here: absolute paths outside the sandbox are writable (rewards.py, 2.)")
+        pytest.skip("no mount namespace here: absolute paths outside the sandbox are writable (sandbox.py, 1.)")
     name = f"score-sandbox-probe-{uuid.uuid4().hex}"
     targets = [Path.home() / name, Path("/tmp") / name, Path("/var/tmp") / name, Path("/dev/shm") / name]
     tmp_root = Path(tempfile.gettempdir())
@@ -606,6 +641,25 @@ def test_no_file_written_outside_its_directory():
         rewards.execute([f"import os\nos.makedirs({str(HERE / name)!r})", "pass"], 2.0)
     assert [p for p in targets + [HERE / name] if p.exists()] == []
     assert set(tmp_root.glob("score-sandbox-*")) - before == set()  # its temporary directories are gone
+
+
+def test_pool_recovers_from_an_interrupted_call():
+    """A Ctrl-C (or any exception) raised in the caller while programs run leaves no worker with an unread answer."""
+    old = signal.getsignal(signal.SIGALRM)
+    try:
+        for exc in (KeyboardInterrupt, RuntimeError):
+            signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(exc))
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            if exc is KeyboardInterrupt:  # re-raised
+                with pytest.raises(KeyboardInterrupt):
+                    rewards.execute_many(["import time\ntime.sleep(1)"] * 2, 3.0, 2)
+            else:  # swallowed: the programs read False
+                assert rewards.execute_many(["import time\ntime.sleep(1)"] * 2, 3.0, 2) == [False, False]
+            time.sleep(1.2)  # the interrupted programs' answers would be waiting by now
+            assert rewards.execute_many(["x = 1", "assert 0", "x = 2", "assert 0"], 2.0, 2) == [True, False] * 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 # ---------------------------------------------------------------- code rewards on real data
@@ -623,8 +677,8 @@ def _stub(code):
 
 @real
 def test_humaneval_and_mbpp_references_pass_and_stubs_fail():
-    he = loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
-    mb = loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
+    he = data_real.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
+    mb = data_real.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
     progs = [rewards.humaneval_program(p, p["canonical_solution"]) for p in he]
     progs += [rewards.humaneval_program(p, c) for c in ("    pass\n", "    return None\n") for p in he]
     progs += [rewards.mbpp_program(p, p["code"]) for p in mb] + [rewards.mbpp_program(p, _stub(p["code"])) for p in mb]
@@ -636,7 +690,34 @@ def test_humaneval_and_mbpp_references_pass_and_stubs_fail():
     assert [mb[i]["task_id"] for i in range(m) if not ok[3 * n + i]] == []
     assert [mb[i]["task_id"] for i in range(m) if ok[3 * n + m + i]] == []
     assert rewards.humaneval_reward(he[0], he[0]["canonical_solution"]) == 1.0
+    assert rewards.humaneval_reward(he[32], "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n") == 0.0  # prompt's poly
     assert rewards.mbpp_reward(mb[0], "def nothing(): pass") == 0.0
+
+
+def test_code_tests_isolated_from_the_program():
+    """The tests see pristine builtins and only the names they need from the program (HumanEval/4, MBPP/2)."""
+    he4 = {"prompt": "from typing import List\n\n\ndef mean_absolute_deviation(numbers: List[float]) -> float:\n"
+                     '    """ For a given list of input numbers, calculate Mean Absolute Deviation """\n',
+           "entry_point": "mean_absolute_deviation", "test": "\n\nMETADATA = {\n    'author': 'jt',\n    'dataset': 'test'"
+           "\n}\n\n\ndef check(candidate):\n    assert abs(candidate([1.0, 2.0, 3.0]) - 2.0/3.0) < 1e-6\n    assert "
+           "abs(candidate([1.0, 2.0, 3.0, 4.0]) - 1.0) < 1e-6\n    assert abs(candidate([1.0, 2.0, 3.0, 4.0, 5.0]) - 6.0/5.0) "
+           "< 1e-6\n\n"}
+    mb2 = {"code": "def similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & set(test_tup2))\n  "
+           "return (res) ", "test_imports": [], "test_list": [
+               "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))",
+               "assert set(similar_elements((1, 2, 3, 4),(5, 4, 3, 7))) == set((3, 4))",
+               "assert set(similar_elements((11, 12, 14, 13),(17, 15, 14, 13))) == set((13, 14))"]}
+    mean = "    m = sum(numbers) / len(numbers)\n"
+    assert [rewards.humaneval_reward(he4, c) for c in (
+        mean + "    return sum(abs(x - m) for x in numbers) / len(numbers)\n",
+        "    return 0.0\nabs = lambda v: 0\n",  # wrong, with a builtin the tests use shadowed
+        mean + "    return sum(abs([x - m for x in numbers])) / len(numbers)\n\n\n"  # right, with a helper
+        "def abs(xs):\n    return [x if x >= 0 else -x for x in xs]\n")] == [1.0, 0.0, 1.0]  # named like a builtin
+    wrong = "def similar_elements(a, b):\n    return ()\n"
+    assert [rewards.mbpp_reward(mb2, c) for c in (
+        mb2["code"], wrong + "set = lambda *a: 0\n", "import builtins\n" + wrong + "builtins.set = lambda *a: 0\n",
+        "def set(a, b):\n    return tuple(frozenset(a) & frozenset(b))\n\n\ndef similar_elements(a, b):\n"
+        "    return set(a, b)\n")] == [1.0, 0.0, 0.0, 1.0]
 
 
 # ---------------------------------------------------------------- the toy code task
@@ -697,18 +778,26 @@ def test_toy_code_grader():
     assert [c for c in cheats if rewards.toy_code_reward(p, c) != 0.0] == []
 
 
+def test_toy_code_expected_outputs_are_not_in_the_programs_process():
+    test = toy_code.problems("test", 300)
+    for attack in ("def f(x):\n    c = globals()['_check'].__code__.co_consts\n"
+                   "    return dict(next(t for t in c if type(t) is tuple))[x]",
+                   "def f(x):\n    import sys\n    return sys._getframe(1).f_locals['y']"):
+        assert sum(toy_code_rewards_all(test, [attack] * len(test))) == 0.0  # 300/300 before issue 15
+
+
 def toy_code_rewards_all(probs, programs):
     return rewards.toy_code_rewards(probs, programs, timeout=2.0, workers=2)
 
 
-# ---------------------------------------------------------------- loaders and prepare.py
+# ---------------------------------------------------------------- data/real.py: loaders and the download CLI
 
 @real
 def test_loaders_on_real_data():
-    he = loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
-    mb = loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
-    ma = loaders.load_math(REAL / "math500" / "test.jsonl")
-    gs = loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
+    he = data_real.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")
+    mb = data_real.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")
+    ma = data_real.load_math(REAL / "math500" / "test.jsonl")
+    gs = data_real.load_gsm8k(REAL / "gsm8k" / "test.jsonl")
     assert (len(he), len(mb), len(ma), len(gs)) == (164, 427, 500, 1319)
     assert he[0]["task_id"] == "HumanEval/0" and all(p["entry_point"] in p["prompt"] for p in he)
     assert all(isinstance(p["test_list"], list) and p["test_list"] and isinstance(p["test_imports"], list) for p in mb)
@@ -719,31 +808,31 @@ def test_loaders_on_real_data():
 
 def test_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
-        loaders.load_math(tmp_path / "nope.jsonl")
+        data_real.load_math(tmp_path / "nope.jsonl")
     f = tmp_path / "m.jsonl"
     f.write_text('{"problem": "1+1", "solution": "so \\\\boxed{\\\\frac{1}{2}}"}\n\n{"problem": "x"}\n')
     with pytest.raises(ValueError, match=r"m.jsonl:3: missing field 'solution'"):
-        loaders.load_math(f)
+        data_real.load_math(f)
     f.write_text('{"problem": "1+1", "solution": "so \\\\boxed{\\\\frac{1}{2}}"}\n')
-    assert loaders.load_math(f)[0]["answer"] == "\\frac{1}{2}"
+    assert data_real.load_math(f)[0]["answer"] == "\\frac{1}{2}"
     f.write_text('{"question": "q", "answer": "no gold"}\n')
     with pytest.raises(ValueError, match="m.jsonl:1"):
-        loaders.load_gsm8k(f)
+        data_real.load_gsm8k(f)
     g = tmp_path / "mbpp.json"
     g.write_text('[{"task_id": 1, "prompt": "p", "code": "c", "test_list": []}]')
     with pytest.raises(ValueError, match="record 0: missing field 'test_imports'"):
-        loaders.load_mbpp(g)
+        data_real.load_mbpp(g)
 
 
 @real
 def test_prepare_from_local_copy(tmp_path):
-    r = subprocess.run([sys.executable, str(HERE / "data" / "prepare.py"), "--out", str(tmp_path), "--from", str(REAL)],
+    r = subprocess.run([sys.executable, str(HERE / "data" / "real.py"), "--out", str(tmp_path), "--from", str(REAL)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     for rel, n in (("math500/test.jsonl", 500), ("gsm8k/test.jsonl", 1319), ("humaneval/HumanEval.jsonl.gz", 164),
                    ("mbpp/sanitized-mbpp.json", 427)):
         assert (tmp_path / rel).is_file() and f"{rel}: {n} records" in r.stdout
-    r = subprocess.run([sys.executable, str(HERE / "data" / "prepare.py"), "--out", str(tmp_path / "x"), "--from",
+    r = subprocess.run([sys.executable, str(HERE / "data" / "real.py"), "--out", str(tmp_path / "x"), "--from",
                         str(tmp_path / "empty"), "--dataset", "mbpp"], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "not found" in r.stderr
 
@@ -909,11 +998,11 @@ def _tokenizer_corpus():
     import random
     real_texts = []
     if REAL.is_dir():
-        real_texts += [r["problem"] for r in loaders.load_math(REAL / "math500" / "test.jsonl")]
-        real_texts += [r["problem"] for r in loaders.load_gsm8k(REAL / "gsm8k" / "test.jsonl")][:500]
+        real_texts += [r["problem"] for r in data_real.load_math(REAL / "math500" / "test.jsonl")]
+        real_texts += [r["problem"] for r in data_real.load_gsm8k(REAL / "gsm8k" / "test.jsonl")][:500]
         real_texts += [r["prompt"] + r["canonical_solution"]
-                       for r in loaders.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")]
-        real_texts += [r["code"] for r in loaders.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")]
+                       for r in data_real.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")]
+        real_texts += [r["code"] for r in data_real.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")]
     pieces = (list("abcxyzABCXYZ0123456789 \n\n\r\t'.,;:!?()[]{}$\\^_-+=*/<>|\"") + list("éèüßøñçÅÉαβγΔπΣпривет中文数学题")
               + list("٣٤५६①½²Ⅻ") + ["e\u0301", "A\u030a", "😀", "🚀", "\u00a0", "\u2009", "\u3000", "\x1c", "\x85",
                                     "\u2028", "ſ", "K", "'s", "'LL", "'Re", "  ", "\r\n", "<|im_end|>", "<|im_start|>",
@@ -1015,7 +1104,7 @@ def test_hf_tokenizer_chat_format_matches_template(bpe_pair):
     from tokenizer import from_description
     tk, fast, ours, d = bpe_pair
     assert from_description(ours.describe()).encode("x = 1") == ours.encode("x = 1")
-    problem, y1, instr = "What is $1+1$? Don't guess.", "It is $2$.\nFinal Answer: 2", score.MATH_INSTRUCTION
+    problem, y1, instr = "What is $1+1$? Don't guess.", "It is $2$.\nFinal Answer: 2", data_real.MATH_INSTRUCTION
     msgs = [{"role": "user", "content": problem}]
     ref = fast.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     assert ours.chat_prompt(problem) == ref
@@ -1028,6 +1117,58 @@ def test_hf_tokenizer_chat_format_matches_template(bpe_pair):
     assert ids == fast(full, add_special_tokens=False)["input_ids"]
     assert ours.eos_id == fast.convert_tokens_to_ids("<|im_end|>" if ours.template == "chatml" else "<|eot_id|>")
     assert ours.pad_id == fast.pad_token_id and ours.decode(ids) == tk.decode(ids, skip_special_tokens=True)
+
+
+
+def test_hf_tokenizer_refuses_what_tiktoken_cannot_reproduce(tmp_path):
+    """tokenizer.py's exactness conditions (docstring 1, 4) on hand-made tokenizer.json files: merges whose ids follow
+    the merge order load and agree with `tokenizers`; merges that do not rebuild a token (tiktoken would join "a" +
+    "bc" into "abc", HF cannot) and other unsupported files are refused with the reason."""
+    tokenizers = pytest.importorskip("tokenizers")
+    import tiktoken
+    from tokenizer import CHAR_BYTE, GPT2_PATTERN, HFTokenizer
+
+    def tokenizer_json(merges, **changes):  # byte-level characters have their byte's id, merge i's token 256 + i
+        vocab = {**CHAR_BYTE, **{a + b: 256 + i for i, (a, b) in enumerate(merges)}}
+        tj = {"version": "1.0", "added_tokens": [], "normalizer": None, "post_processor": None,
+              "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+              "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                  {"type": "Split", "pattern": {"Regex": GPT2_PATTERN}, "behavior": "Isolated", "invert": False},
+                  {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+              "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                        "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                        "vocab": vocab, "merges": [list(m) for m in merges]}, **changes}
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        d.mkdir()
+        (d / "tokenizer.json").write_text(json.dumps(tj))
+        (d / "tokenizer_config.json").write_text(json.dumps({"eos_token": "a"}))
+        return d, tokenizers.Tokenizer.from_str(json.dumps(tj))
+
+    d, ref = tokenizer_json([("a", "b"), ("ab", "c"), ("Ġ", "abc")])
+    assert HFTokenizer(str(d)).encode("abcd abc ab") == ref.encode("abcd abc ab").ids == [257, 100, 258, 32, 256]
+    d, ref = tokenizer_json([("b", "c"), ("a", "b"), ("ab", "c")])  # "abc" is made from "ab", which "bc" preempts
+    ranks = {bytes([CHAR_BYTE[c] for c in t]): i for t, i in ref.get_vocab().items()}
+    raw = tiktoken.Encoding("raw", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    assert ref.encode("abcd").ids == [97, 256, 100] and raw.encode("abcd") == [258, 100]  # HF a|bc|d, tiktoken abc|d
+    with pytest.raises(ValueError, match="its merges do not rebuild token 'abc'"):
+        HFTokenizer(str(d))
+
+    def edit(d, f):  # tokenizer.json after f(model)
+        tj = json.loads((d / "tokenizer.json").read_text())
+        f(tj["model"])
+        (d / "tokenizer.json").write_text(json.dumps(tj))
+        return d
+
+    abc, lstrip = [("a", "b"), ("ab", "c")], {"id": 258, "content": "<x>", "single_word": False, "lstrip": True,
+                                              "rstrip": False, "normalized": False, "special": True}
+    for d, why in [(tokenizer_json(abc, normalizer={"type": "NFKC"})[0], "normalizer {'type': 'NFKC'}"),
+                   (tokenizer_json(abc, added_tokens=[lstrip])[0], "added token '<x>' has lstrip"),
+                   (edit(tokenizer_json(abc)[0], lambda m: m["vocab"].update(ab=257, abc=256)), "merge 1 .* 'abc'"),
+                   (edit(tokenizer_json([("b", "c"), ("a", "b"), ("ab", "c")])[0],  # a second merge for "abc" (Llama-3)
+                         lambda m: m["merges"].append(["a", "bc"])), "merge 3 .* 'abc'"),
+                   (edit(tokenizer_json(abc)[0], lambda m: m["vocab"].pop("Ā")), "bytes \\[0\\] have no")]:  # "Ā" is byte 0
+        with pytest.raises(ValueError, match=why):
+            HFTokenizer(str(d))
 
 
 # ---- issue 7: score.py on a real-task format
@@ -1065,7 +1206,7 @@ def test_score_math_task_on_tiny_qwen2_end_to_end(tmp_path):
     model, state = load_checkpoint(f"{out}/score.pt")
     assert state["ref"] == str(d) and state["tokenizer"] == {"kind": "hf", "path": str(d)}
     assert model.config.rope and model.config.qkv_bias and model.config.n_kv_head == 2
-    task = score.for_tokenizer(score.derive(score.p.parse_args(["--stage", "eval", *common])).task_,
+    task = data_real.for_tokenizer(score.derive(score.p.parse_args(["--stage", "eval", *common])).task_,
                                from_description(state["tokenizer"]))
     q = task.module.problems("train", 2)[0]
     assert q["prompt"].startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
@@ -1231,9 +1372,147 @@ def test_baselines_and_report_end_to_end(tmp_path):
     assert list(rows) == ["base", "star"] and "fix_rate_fixed" in rows["star"]
     model, state = load_checkpoint(f"{out}/base.pt")
     tok = from_description(state["tokenizer"])
-    task = score.for_tokenizer(score.toy_task("toy_math"), tok)
+    task = data_real.for_tokenizer(score.toy_task("toy_math"), tok)
     test = task.module.problems("test", 8, seed=0)
     own = score.evaluate(model, tok, task, test, 24, detail=True)
     again = score.evaluate(model, tok, task, test, 24, y1=own["y1_tok"])
     assert rows["base"]["fix_rate_fixed"] == again["fix_rate"] == own["fix_rate"]
     assert rows["base"]["acc_t1"] == own["acc_t1"] and rows["base"]["edit_ratios"] == own["edit_ratios"]
+
+
+# ---- issue 15: fail loudly, lose nothing (flags, non-finite steps, checkpoints, resume, results, HF tokenizer)
+
+
+def _tiny_base(out, seed=1, steps=3):
+    score.main(["--stage", "base", "--out", str(out), "--seed", str(seed), "--steps", str(steps), "--batch", "8",
+                "--n_layer", "1", "--n_embd", "32", "--n_head", "2"])
+    return f"{out}/base.pt"
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--stage", "stage1", "--k", "1"], "--k"), (["--stage", "stage1", "--k", "0"], "--k"),
+    (["--stage", "base", "--batch", "0"], "--batch"), (["--stage", "base", "--steps", "-5"], "--steps"),
+    (["--stage", "base", "--max_new", "0"], "--max_new"), (["--stage", "base", "--warmup", "0"], "--warmup"),
+    (["--stage", "stage2", "--temperature", "0"], "--temperature"), (["--stage", "base", "--n_head", "3"], "--n_head"),
+    (["--stage", "base", "--ckpt_every", "0"], "--ckpt_every")])
+def test_bad_flags_stop_at_start_naming_the_flag(flags, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        score.main([*flags, "--out", str(tmp_path), "--init", str(tmp_path / "none.pt")])
+    assert e.value.code == 2 and named in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_context_too_small_is_found_before_training(tmp_path):
+    with pytest.raises(ValueError, match="--block_size 60 is too small"):
+        score.main(["--stage", "base", "--out", str(tmp_path), "--block_size", "60", "--steps", "2", "--batch", "4"])
+    assert not (tmp_path / "base.pt").exists() and not (tmp_path / "metrics.jsonl").read_text()
+    r = subprocess.run([sys.executable, "score.py", "--stage", "base", "--out", str(tmp_path), "--block_size", "60"],
+                       cwd=HERE, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "--block_size 60 is too small" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch, capsys):
+    base = _tiny_base(tmp_path)
+    before = load_checkpoint(base)[0].state_dict()
+    real_lp, calls = score.token_logprobs, []
+
+    def nan_at(steps):  # the training forward returns NaN log-probs at the given calls (reference calls pass)
+        def lp(model, tokens):
+            out = real_lp(model, tokens)
+            calls.append(torch.is_grad_enabled())
+            return out * float("nan") if torch.is_grad_enabled() and sum(calls) in steps else out
+        return lp
+    monkeypatch.setattr(score, "token_logprobs", nan_at({2}))
+    rl = ["--stage", "stage1", "--init", base, "--out", str(tmp_path), "--batch", "2", "--k", "2", "--max_new", "8"]
+    score.main([*rl, "--steps", "3"])
+    assert "step 2: non-finite loss or gradient, step skipped" in capsys.readouterr().out
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(f"{tmp_path}/stage1.pt")[0].state_dict().values())
+    calls.clear()
+    monkeypatch.setattr(score, "token_logprobs", nan_at(set(range(1, 100))))
+    os.remove(f"{tmp_path}/stage1.pt")
+    with pytest.raises(RuntimeError, match="3 steps in a row"):
+        score.main([*rl, "--steps", "5", "--name", "nan"])
+    assert not os.path.exists(f"{tmp_path}/nan.pt")
+    assert all(torch.equal(before[k], v) for k, v in load_checkpoint(base)[0].state_dict().items())
+
+
+def test_non_finite_weights_are_never_written_nor_trained_from(tmp_path):
+    base = _tiny_base(tmp_path)
+    model, state = load_checkpoint(base)
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        save_checkpoint(str(tmp_path / "bad.pt"), model, from_description(state["tokenizer"]))
+    assert not (tmp_path / "bad.pt").exists() and load_checkpoint(base)  # the old file is intact
+    torch.save({**state, "model": model.state_dict()}, tmp_path / "nan.pt")  # written behind our back
+    with pytest.raises(ValueError, match="non-finite"):
+        score.main(["--stage", "stage1", "--init", str(tmp_path / "nan.pt"), "--out", str(tmp_path), "--steps", "2"])
+    assert not (tmp_path / "stage1.pt").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {tempfile.gettempdir()}/score-pwned-{os.getpid()}",))
+
+
+def test_loading_a_checkpoint_never_executes_code(tmp_path, toy_model):
+    model, tok = toy_model, None
+    torch.save({"config": {}, "model": {}, "x": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="could not be read"):
+        load_checkpoint(str(tmp_path / "evil.pt"))
+    assert not os.path.exists(f"{tempfile.gettempdir()}/score-pwned-{os.getpid()}")
+    save_checkpoint(str(tmp_path / "ok.pt"), model, tok, step=3, rng=__import__("random").Random(0).getstate(),
+                    gen=torch.Generator().get_state(), optimizer=torch.optim.AdamW(model.parameters()).state_dict())
+    assert load_checkpoint(str(tmp_path / "ok.pt"))[1]["step"] == 3  # everything we store loads weights-only
+
+
+def test_interrupted_saves_leave_no_temp_files(tmp_path, toy_model):
+    model, tok = toy_model, None
+    dead = 2 ** 22 + 12345  # above the kernel's largest pid: never a running process
+    (tmp_path / f".tmp-{dead}-abc.pt").write_bytes(b"half a checkpoint")
+    save_checkpoint(str(tmp_path / "a.pt"), model, tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_resume_only_continues_the_same_run_and_metrics_keep_one_row_per_step(tmp_path):
+    import json
+    base = _tiny_base(tmp_path)
+    rl = ["--stage", "stage1", "--init", base, "--out", str(tmp_path), "--batch", "2", "--k", "2", "--max_new", "8",
+          "--ckpt_every", "2", "--seed", "1"]
+    score.main([*rl, "--steps", "3"])  # interrupted after step 3; the last resumable checkpoint is step 2's
+    for other, named in ((["--seed", "2"], "--seed"), (["--lr", "1e-3"], "--lr"), (["--beta2", "1.0"], "--beta2")):
+        with pytest.raises(ValueError, match=f"belongs to another run.*{named}"):
+            score.main([*rl, *other, "--steps", "4", "--resume"])
+    score.main([*rl, "--steps", "4", "--resume"])
+    rows = [json.loads(r) for r in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows if r["name"] == "stage1"] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows if r["name"] == "base"] == [1, 2, 3]
+
+
+def test_stage2_checks_its_reference_by_content(tmp_path):
+    base = _tiny_base(tmp_path)
+    score.main(["--stage", "stage1", "--init", base, "--out", str(tmp_path), "--batch", "2", "--k", "2", "--steps", "1",
+                "--max_new", "8"])
+    _tiny_base(tmp_path, seed=2)  # base re-trained into the same --out: other weights under the same path
+    with pytest.raises(ValueError, match="trained against reference weights [0-9a-f]{16}, but .*base.pt now holds"):
+        score.main(["--stage", "stage2", "--init", f"{tmp_path}/stage1.pt", "--out", str(tmp_path), "--steps", "1"])
+    assert not (tmp_path / "score.pt").exists()
+
+
+def test_eval_adds_and_replaces_rows_by_model_name(tmp_path):
+    import json
+    _tiny_base(tmp_path)
+    os.link(tmp_path / "base.pt", tmp_path / "other.pt")
+    ev = ["--stage", "eval", "--out", str(tmp_path), "--n_test", "4", "--max_new", "8"]
+    score.main([*ev, "--evaluate", "base,other"])
+    score.main([*ev, "--evaluate", "other", "--n_test", "3"])
+    assert [(r["model"], r["n"]) for r in json.load(open(tmp_path / "results.json"))] == [("base", 4), ("other", 3)]
+
+
+def test_hf_directory_without_tokenizer_files_is_named(tmp_path):
+    hf = tiny_hf_llama("qwen2", True)
+    hf.save_pretrained(tmp_path / "qwen")
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        score.load_model(str(tmp_path / "qwen"))
+    tiny_hf_gpt2().save_pretrained(tmp_path / "gpt2")  # GPT-2 alone keeps tiktoken's GPT-2 BPE
+    assert score.load_model(str(tmp_path / "gpt2"))[1]["tokenizer"] == {"kind": "tiktoken", "name": "gpt2"}

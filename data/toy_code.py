@@ -12,10 +12,9 @@ Difficulty `level` (families of f, x in DOMAIN = -9..9):
   0: x*a+b                  a in +-1..9, b in -19..19
   1: + x*x*a+b (a in +-1..3), abs(x*a+b) (a in 1..9)
   2: + x%m+b (m in 2..9), max(x,c), min(x,c) (c in -9..9)
-A problem's identity is its function, i.e. its values on all of DOMAIN (so two parameterisations of the
-same function, e.g. max(x,-9) and x*1+0, are one problem). make_splits shuffles the distinct functions of
-a level with the seed and deals out test, val, then train: no test or val function appears in train, even
-with other examples shown. Train items repeat functions with fresh shown/hidden inputs (n_train items).
+A problem's identity is its function (its values on all of DOMAIN: max(x,-9) and x*1+0 are one problem).
+make_splits deals the shuffled distinct functions out to test, val, then train: no test or val function
+appears in train; train items repeat functions with fresh shown/hidden inputs.
 Limitations: 1. splits are per (seed, level); a level-0 test function may be a train function at level 2.
 2. a few shown examples may not pin the function down (e.g. x%m with 4 points); the hidden tests decide.
 
@@ -133,8 +132,7 @@ if __name__ == "__main__":
         s = make_splits(level=level)
         print(f"level {level}: {len(_functions(level))} functions; e.g. {s['test'][0]['prompt'].strip()} "
               f"-> {s['test'][0]['solution']}  hidden {s['test'][0]['tests']}")
-    import os
-    import sys
+    import os, sys  # noqa: E401
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from rewards import toy_code_rewards
     test = problems("test", 300)

@@ -8,16 +8,12 @@ units digit of every other column):
 
     6+8+1=15,1+8+1=10,0+9+1=10,1+9+0=10      spells 15000
 
-Everything is fixed width (4-digit operands, two-digit sums), so every digit sits at a fixed position and a
-~1M-parameter model learns the layout in a couple of minutes.
-
-Why this task (see data/README.md and ../shared/notes/toy-design.md):
+Fixed width (4-digit operands, two-digit sums): a ~1M-parameter model learns the layout in minutes. Why:
   1. Real greedy mistakes. Writing the most significant column first, the solver must know a column's
      incoming carry before it has written the columns below. Its misconception (p_bug=1) looks only one
      column ahead: a carry that ripples through a column summing to 9 is missed:
          6+8+0=14,1+8+0=09,0+9+1=10,1+9+0=10      spells 14900 (wrong)
-     The base model learns this rule, so its greedy first attempts fail on ripple carries: about 47% of
-     problems, because operands are drawn with columns that sum to exactly 9 (P_NINE) or to 10 or more.
+     The base model learns it, so its greedy first attempts fail on ripple carries (about 47% of problems).
   2. Checking is easier than solving. In the second attempt y1 is on the page: the carry into a column is
      the tens digit of the sum y1 wrote for the column below it ("0+9+1=10" -> the hundreds needed a carry).
      That is one lookup, while getting it right in a first attempt needs looking two or more columns ahead
@@ -54,8 +50,7 @@ def make_problem(terms):
 
 
 def sample_terms(rng):
-    """Two 4-digit operands whose columns each sum to exactly 9 (chance P_NINE) or to 10 or more, so carries
-    ripple through nines often: the misconception's greedy mode is right on about 55% of problems."""
+    """Two 4-digit operands whose columns each sum to exactly 9 (chance P_NINE) or to 10 or more."""
     while True:
         a = [rng.randint(1 if i == 0 else 0, 9) for i in range(WIDTH)]  # most significant digit first
         b = [9 - d if rng.random() < P_NINE else rng.randint(10 - d, 9) if d > 0 else rng.randint(0, 9) for d in a]

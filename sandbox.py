@@ -1,0 +1,325 @@
+"""sandbox.py: runs generated programs against their tests for rewards.py's code graders. Optional reading.
+
+A program (str parts, each compiled and exec'd on its own, so a completion ending in an open string cannot swallow
+the tests; with tests apart, see run_sandboxed) runs in a child forked by a fork-server worker (`python -I -S
+sandbox.py --worker`, a pool per caller process). It gets:
+  - its own session and, where the kernel allows, new mount, PID and network namespaces: no network; a 32 MB
+    tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; as PID 1, all it starts dies too;
+  - as root, a fresh uid (UID_BASE + pid) keeping only CAP_DAC_READ_SEARCH (the interpreter may live under
+    /root): RLIMIT_NPROC counts only its own processes and it can signal or write nothing of root's;
+  - RLIMIT_CPU/AS (1 GiB)/NPROC/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin
+    /dev/null, stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its
+    process group is killed), and proof of success: the caller sends the worker a random nonce (in no source,
+    argv or env of the program) that the program's process writes to its own pipe only after its last part
+    returned. The caller requires it and exit status 0: an early exit, a killed parent or unrun tests read False.
+Tests run after it in their own namespace, with builtins copied before it ran and only the names it shares: its
+globals and patches of `builtins` miss them. An expected result stays in the caller. Not protected against (see
+docs/sandbox.md): 1. A determined program on the same kernel: it reads any file; in its interpreter it can find the
+nonce and the tests' source and namespace (frames, gc) and forge success, patch modules the tests import or steer
+them (sys.settrace), but not meet an expected result. Without namespaces (non-root with unprivileged user namespaces
+off; containers without CAP_SYS_ADMIN) it has the network, writes wherever its uid may, and processes leaving its
+group survive it (`sandbox_features()` says what holds). 2. Not root, RLIMIT_NPROC counts all the user's processes:
+their count + NPROC_EXTRA, a fork-bomb bound; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays
+root. 3. The pool is not thread-safe. Benchmark: python sandbox.py --bench [--data ../shared/realdata]
+"""
+import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
+import shutil, signal, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+
+DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
+OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
+MEM_LIMIT, NPROC_EXTRA, UID_BASE = 1 << 30, 32, 2_000_000_000  # RLIMIT_AS; processes and threads a program may add
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, CAP_DAC_READ_SEARCH = 1, 8, 36, 38, 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _sys(name, *args):
+    """Call a libc function with C long arguments (variadic ones such as syscall() need them); True on 0."""
+    return getattr(_libc, name)(*[a if isinstance(a, (bytes, type(None))) else ctypes.c_long(a) for a in args]) == 0
+
+
+def _quietly(f, *args):
+    """f(*args), or None on OSError (killing what already died, closing what is closed, ...)."""
+    try:
+        return f(*args)
+    except OSError:
+        return None
+
+
+def _capset(caps):
+    """Keep exactly the capabilities in bitmask `caps`, effective and permitted."""
+    return _sys("capset", struct.pack("II", 0x20080522, 0), struct.pack("6I", caps, caps, 0, 0, 0, 0))
+
+
+def _isolate_fs():
+    """In a new mount namespace: a 32 MB tmpfs on /tmp, /var/tmp, /dev/shm; the rest read-only. True if all held."""
+    if not (_sys("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)  # keep our mounts out of the host's
+            and _sys("mount", b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=32m,mode=1777")):
+        return False
+    dirs = [b"/tmp"] + [d for d in (b"/var/tmp", b"/dev/shm") if os.path.isdir(d)]
+    ok = all([_sys("mount", b"/tmp", d, None, MS_BIND, None) for d in dirs[1:]])
+    ro, rw = struct.pack("4Q", 1, 0, 0, 0), struct.pack("4Q", 0, 1, 0, 0)  # struct mount_attr, RDONLY = 1
+    ok = ok and _sys("syscall", 442, -100, b"/", 0x8000, ro, 32)  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE)
+    return all([_sys("syscall", 442, -100, d, 0, rw, 32) for d in dirs]) and ok
+
+
+def _count_tasks():
+    """Tasks (threads) of this uid: RLIMIT_NPROC counts them all."""
+    me = os.geteuid()
+    return sum(len(_quietly(os.listdir, f"/proc/{e.name}/task") or ()) for e in os.scandir("/proc")
+               if e.name.isdigit() and getattr(_quietly(e.stat), "st_uid", None) == me)
+
+
+def _child(job, nonce, timeout, tmp, out, w, mode, worker):
+    """A worker's forked child; runs the program in a grandchild (PID 1 of a new PID namespace, if it can be)."""
+    _exit, _write, _getpid, _exec, _compile, _dumps = os._exit, os.write, os.getpid, exec, compile, json.dumps
+    feats = []
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
+        _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a dead worker takes its programs along
+        os.getppid() == worker or _exit(1)  # the worker died before the prctl
+        os.setsid()
+        uid = UID_BASE + os.getpid()
+        mode["uid"] and os.chown(tmp, uid, uid)
+        if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET):
+            feats.append("ns")
+        if pid := os.fork():
+            _exit(0 if os.waitpid(pid, 0)[1] == 0 else 1)
+        _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # and with PID 1 its whole namespace dies
+        if "ns" in feats and _isolate_fs():
+            feats.append("ro")
+        os.chdir("/tmp" if "ro" in feats else tmp)
+        _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if mode["uid"]:
+            _sys("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            _capset(1 << CAP_DAC_READ_SEARCH) or _exit(1)
+            feats.append("uid")
+        elif mode["ns"] and not _capset(0):  # root of a user namespace could unmount all the above
+            _exit(1)
+        nproc, cpu = NPROC_EXTRA + (1 if mode["uid"] else _count_tasks()), math.ceil(timeout) + 1
+        for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT,) * 2),
+                         (resource.RLIMIT_NPROC, (nproc,) * 2), (resource.RLIMIT_FSIZE, (OUT_CAP,) * 2),
+                         (resource.RLIMIT_CORE, (0, 0))):
+            resource.setrlimit(res, lim)
+        os.environ.clear()
+        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=os.getcwd(), TMPDIR=os.getcwd(), LANG="C.UTF-8")
+        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)
+        os.closerange(3, w)  # among them the worker's pipes to the caller
+        os.closerange(w + 1, 1 << 16)
+        _write(w, (",".join(feats) + "\n").encode())
+        me, ns = _getpid(), {"__name__": "__main__", "__builtins__": builtins}
+        tns = {"__name__": "__main__", "__builtins__": dict(builtins.__dict__)}  # the tests' pristine builtins
+        for i, src in enumerate(job["parts"]):
+            _exec(_compile(src, f"<part{i}>", "exec"), ns)
+        tns.update({k: ns[k] for k in job["share"] if k in ns})
+        for i, src in enumerate(job["tests"]):
+            _exec(_compile(src, f"<test{i}>", "exec"), tns)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if _getpid() == me:  # not a forked copy of the program
+            _write(w, nonce + b"\n" + _dumps(tns.get("__result__")).encode())
+            _exit(0)
+    except BaseException as e:  # its traceback goes to its (capped) output, for debugging
+        try:
+            _write(2, "".join(traceback.format_exception(e))[-2000:].encode(errors="replace"))
+        except BaseException:
+            pass
+    _exit(1)
+
+
+_reaped = {}  # pid -> wait status of the worker's children, reaped on SIGCHLD
+
+
+def _reap(*_):
+    try:
+        while (got := os.waitpid(-1, os.WNOHANG))[0]:
+            _reaped[got[0]] = got[1]
+    except ChildProcessError:
+        pass
+
+
+def _run_job(job, mode):
+    """Run one program in a fresh child: the facts the caller judges it by."""
+    tmp, timeout = tempfile.mkdtemp(prefix="score-sandbox-"), float(job["timeout"])
+    out, (r, w) = os.memfd_create("out"), os.pipe()
+    if (pid := os.fork()) == 0:
+        _child(job, job["nonce"].encode(), timeout, tmp, out, w, mode, os.getppid())
+    os.close(w)
+    deadline, timed_out = time.monotonic() + timeout, False
+    pidfd = _quietly(os.pidfd_open, pid)  # readable when the child exits (Linux >= 5.3; else poll)
+    while pid not in _reaped:
+        if not timed_out and time.monotonic() > deadline:
+            timed_out = True
+            for kill in (os.killpg, os.kill):  # its process group, then itself (if it had no group yet)
+                _quietly(kill, pid, signal.SIGKILL)
+        left = 0.05 if timed_out else min(0.05, max(0.0, deadline - time.monotonic()))
+        select.select([pidfd], [], [], left) if pidfd else time.sleep(1e-3)
+        _reap()
+    status = _reaped.pop(pid)
+    _quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
+    os.set_blocking(r, False)  # a stray process may still hold the write end
+    feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
+    size, text = os.fstat(out).st_size, os.pread(out, 2000, 0).decode(errors="replace")
+    for fd in (r, out, pidfd):
+        fd is None or os.close(fd)
+    shutil.rmtree(tmp, ignore_errors=True)
+    _reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+    return {"exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "nonce": proof, "result": result,
+            "out_bytes": size, "out": text, "features": feats.split(",") if feats else []}
+
+
+def _worker_main():
+    """The fork-server loop: one JSON job per stdin line, one JSON answer per stdout line."""
+    mode = {"ns": True, "uid": False}
+    if os.geteuid() == 0:  # a fresh uid that reads the interpreter's files needs CAP_SET[UG]ID, DAC_READ_SEARCH
+        mode["uid"] = int(re.search(r"CapEff:\s*(\w+)", open("/proc/self/status").read()).group(1), 16) & 0xC4 == 0xC4
+    else:  # become root of a user namespace, so that each program can get its own namespaces
+        uid, gid = os.getuid(), os.getgid()
+        try:
+            assert _sys("unshare", CLONE_NEWUSER)
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except (AssertionError, OSError):
+            mode["ns"] = False
+    _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come to us to be reaped, not to a slow init
+    signal.signal(signal.SIGCHLD, _reap)
+    for line in sys.stdin.buffer:
+        os.write(1, (json.dumps(_run_job(json.loads(line), mode)) + "\n").encode())
+
+
+# ---------------------------------------------------------------- the caller's side: a pool of workers
+
+_POOL = {"owner": None, "workers": []}
+
+
+def _spawn():
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": tempfile.gettempdir(), "LANG": "C.UTF-8"}
+    return subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__), "--worker"], cwd="/", env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # a Ctrl-C of the caller's terminal does not reach it
+
+
+def _kill(p):
+    """Stop a worker (its programs die with it: PR_SET_PDEATHSIG)."""
+    for step in (lambda: os.killpg(p.pid, signal.SIGKILL), p.wait, p.stdin.close, p.stdout.close):
+        _quietly(step)
+
+
+def _pool(n):
+    """The worker list, with at least n live workers (started once per caller process, then reused)."""
+    if _POOL["owner"] != os.getpid():  # a forked caller must not share its parent's pipes
+        _POOL.update(owner=os.getpid(), workers=[])
+    ws = _POOL["workers"]
+    ws[:] = [p if p.poll() is None else _spawn() for p in ws] + [_spawn() for _ in range(n - len(ws))]
+    return ws
+
+
+__import__("atexit").register(lambda: _POOL["owner"] == os.getpid() and [_kill(p) for p in _POOL["workers"]])
+
+
+def _job(program):
+    """{parts, tests, share: lists of str; expect: JSON text or None}, or None if it cannot run (empty, too long)."""
+    d = program if isinstance(program, dict) else {"program": program}
+    job = {k: [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else [None]
+           for k, v in (("parts", d.get("program")), ("tests", d.get("tests", ())), ("share", d.get("share", ())))}
+    ok = all(isinstance(s, str) for v in job.values() for s in v) and any(s.strip() for s in job["parts"])
+    ok = ok and sum(len(s) for v in job.values() for s in v) <= MAX_PROGRAM
+    return dict(job, expect=json.dumps(d["expect"]) if "expect" in d else None) if ok else None
+
+
+def run_sandboxed(programs, timeout=DEFAULT_TIMEOUT, workers=2):
+    """Run programs on `workers` processes. A program: a str, a list of str parts, or a dict of program (str or
+    parts), tests (parts run after it in a namespace of their own, with builtins as before it ran), share (names the
+    tests get from its namespace) and expect (a JSON value the tests' `__result__` must equal; it stays here).
+    Per program: ok (the verdict), exit, timed_out, out_bytes, out (its first 2000 characters), result (the JSON
+    text of `__result__`), features ("ns" namespaces, "ro" read-only host, "uid" own uid)."""
+    results, busy, ws, retried = [], {}, [], set()  # busy: worker slot -> (program index, nonce, deadline)
+    try:
+        programs = list(programs)
+        results = [dict(ok=False, exit=None, timed_out=False, out_bytes=0, out="", result="", features=[])
+                   for _ in programs]
+        timeout = min(max(float(timeout), 0.01), 600.0)
+        if math.isnan(timeout):
+            raise ValueError("timeout is NaN")
+        jobs = [_job(p) for p in programs]
+        todo = [i for i, j in enumerate(jobs) if j][::-1]
+        n = max(1, min(int(workers), len(todo)))
+        ws = _pool(n)
+        while todo or busy:
+            for k in range(n):
+                if k not in busy and todo:
+                    i, nonce = todo.pop(), secrets.token_hex(16)
+                    job = dict(jobs[i], expect=None, nonce=nonce, timeout=timeout)
+                    try:
+                        ws[k].stdin.write(json.dumps(job).encode() + b"\n")
+                        ws[k].stdin.flush()
+                        busy[k] = (i, nonce, time.monotonic() + timeout + 0.9)
+                    except OSError:  # the worker had died: a fresh one takes the program (once)
+                        _kill(ws[k])
+                        ws[k] = _spawn()
+                        todo += [] if i in retried else [i]
+                        retried.add(i)
+            if not busy:
+                continue
+            wait = max(0.0, min(d for _, _, d in busy.values()) - time.monotonic())
+            ready = select.select([ws[k].stdout for k in busy], [], [], wait)[0]
+            for k in list(busy):
+                i, nonce, deadline = busy[k]
+                if ws[k].stdout not in ready and time.monotonic() < deadline:
+                    continue
+                line = ws[k].stdout.readline() if ws[k].stdout in ready else b""  # written in one piece
+                del busy[k]
+                if line.endswith(b"\n"):
+                    res = results[i] = json.loads(line)
+                    res["ok"] = (res.pop("nonce") == nonce and res["exit"] == 0 and not res["timed_out"]
+                                 and res["out_bytes"] < OUT_CAP and jobs[i]["expect"] in (None, res["result"]))
+                else:  # the worker died (killed by its program?) or hangs: the program fails
+                    _kill(ws[k])
+                    ws[k] = _spawn()
+    except BaseException as e:  # never leave a worker with an answer we will not read, even after a Ctrl-C
+        list(map(_kill, ws))
+        if not isinstance(e, Exception):
+            raise
+    return results
+
+
+def execute_many(programs, timeout=DEFAULT_TIMEOUT, workers=2):
+    """[execute(p, timeout) for p in programs], on `workers` processes at once."""
+    return [r["ok"] for r in run_sandboxed(programs, timeout, workers)]
+
+
+def execute(program, timeout=DEFAULT_TIMEOUT):
+    """True only if the program ran to the end of its last part (and its tests) within the limits, with the
+    expected result. Raises only what interrupted it (KeyboardInterrupt); returns within about timeout + 1 s."""
+    return execute_many([program], timeout, 1)[0]
+
+
+def sandbox_features():
+    """The isolation programs get here: a subset of ["ns", "ro", "uid"] (see run_sandboxed)."""
+    return run_sandboxed(["pass"], 5.0, 1)[0]["features"]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _worker_main()
+elif __name__ == "__main__":  # the benchmark: HumanEval's references, then 256 toy programs (half right)
+    from rewards import execute_many, humaneval_program, sandbox_features, toy_code_rewards  # one worker pool
+    from data.toy_code import make_splits
+    ap = argparse.ArgumentParser(description="time the code graders")
+    ap.add_argument("--bench", action="store_true", required=True)
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "../shared/realdata"))
+    he = [json.loads(x) for x in gzip.open(os.path.join(ap.parse_args().data, "humaneval", "HumanEval.jsonl.gz"))]
+    toy = [p for ps in make_splits(seed=0, n_train=56).values() for p in ps]  # test, val, train
+    progs = [p["solution"] if i % 2 else "def f(x):return x*2" for i, p in enumerate(toy)]
+    print("sandbox features:", sandbox_features())
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ok, t1 = execute_many([humaneval_program(p, p["canonical_solution"]) for p in he], 10.0, 2), time.perf_counter()
+        r, t2 = toy_code_rewards(toy, progs, 1.0, 2), time.perf_counter()
+        print(f"HumanEval canonical: {sum(ok)}/{len(ok)} pass in {t1 - t0:.2f} s | toy batch: {sum(r):.0f}/{len(r)} "
+              f"pass in {t2 - t1:.2f} s ({(t2 - t1) / len(r) * 1e3:.1f} ms/program, 2 workers)")
