@@ -1,27 +1,26 @@
 """
 model.py: the one model class, a GPT-2 style transformer (nanoGPT's layout and names) whose config also switches
 on the Llama / Qwen2 family's pieces (each field's default keeps GPT-2, so old checkpoints' config dicts load
-unchanged), with a KV-cached batched sampler (generate) and Hugging Face weight loading (from_pretrained).
+unchanged), with a KV-cached batched sampler (generate), checkpoints, and Hugging Face loading (hf.py).
 Left padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are masked, so a
 padded row produces exactly the tokens it produces alone.
 
 Departures from nanoGPT / HF, numbered:
   1. No dropout: RL fine-tuning and the small runs do not use it, and sampling and training log-probs agree.
-  2. A prompt longer than the context raises ValueError instead of being cropped (a cropped problem would be
-     graded against the wrong answer).
-  3. Llama/Qwen2: only plain RoPE (rope_type "default", no Llama-3.1 or YaRN scaling), no sliding window, no
-     attention/mlp bias: such checkpoints are refused with the reason.
+  2. A prompt longer than the context raises ValueError, not cropped (a cropped problem is graded wrongly).
+  3. Llama/Qwen2: plain RoPE only (no Llama-3.1 or YaRN scaling), no sliding window, no attention/mlp bias.
   4. RMSNorm's eps is layer_norm_epsilon (one eps field for either norm).
   5. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table, so bf16 never
      rounds them); grouped-query attention is SDPA's enable_gqa (torch >= 2.5), not repeated keys and values.
 
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
 """
-import json
 import math
 import os
+import re
 import tempfile
-from contextlib import nullcontext
+import time
+from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -295,107 +294,9 @@ class GPT(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path):
         """A Hugging Face GPT-2, Llama or Qwen2 checkpoint (a local directory, or a hub name when online) in fp32,
-        whatever the checkpoint stores (cast with .to(torch.bfloat16) after loading)."""
-        path = _resolve_hf_path(name_or_path)
-        cfg_file = os.path.join(path, "config.json")
-        if not os.path.isfile(cfg_file):
-            raise FileNotFoundError(f"{path} has no config.json; expected a Hugging Face checkpoint directory")
-        with open(cfg_file) as f:
-            hf = json.load(f)
-        model = cls(hf_config(hf, cfg_file))
-        table = hf_key_table(model.config, hf["model_type"])
-        prefix = "transformer." if hf["model_type"] == "gpt2" else "model."
-        # GPT2Model / LlamaModel checkpoints lack the prefix. Not weights: GPT-2's causal-mask buffers, old RoPE
-        # inv_freq buffers, and a tied lm_head (HF ignores it too)
-        skip = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq") + (
-            ("lm_head.weight",) if model.config.tie_word_embeddings else ())
-        sd_hf = {k if k.startswith((prefix, "lm_head.")) else prefix + k: v for k, v in _read_hf_weights(path).items()
-                 if not k.endswith(skip)}
-        missing, extra = sorted(set(table) - set(sd_hf)), sorted(set(sd_hf) - set(table))
-        if missing or extra:
-            raise ValueError(f"{path}: checkpoint keys do not match {hf['model_type']} with this config.json: "
-                             f"missing {missing[:5]}, unexpected {extra[:5]}")
-        sd = model.state_dict()
-        with torch.no_grad():
-            for k, (ours, row, n, transpose) in table.items():
-                dst, v = sd[ours][row:row + n], sd_hf[k]  # all of our tensor, or a row block of a fused one
-                want = tuple(dst.shape[::-1] if transpose else dst.shape)
-                if tuple(v.shape) != want:
-                    raise ValueError(f"{path}: shape mismatch for {k}: checkpoint {tuple(v.shape)}, expected {want} "
-                                     f"from config.json")
-                dst.copy_(v.t() if transpose else v)
-        return model
-
-
-def hf_config(hf, cfg_file):
-    """GPTConfig of an HF config.json (gpt2, llama, qwen2; absent optional keys take HF's class defaults), or a
-    ValueError naming what this model does not do."""
-    mt, get, llama = hf.get("model_type"), hf.get, hf.get("model_type") in ("llama", "qwen2")
-    lacks = [k for k in (["n_positions", "vocab_size", "n_layer", "n_head", "n_embd"] if mt == "gpt2" else [
-        "vocab_size", "num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size"] if llama else [])
-        if k not in hf]
-    C, nh, act = get("hidden_size", 0), get("num_attention_heads", 1), get("activation_function", "gelu_new")
-    rope = get("rope_scaling") or get("rope_parameters") or {}  # transformers 5 nests rope_theta here
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    problems = [p for p, bad in [
-        (f"this loader reads gpt2, llama and qwen2 (architectures={get('architectures')})", mt != "gpt2" and not llama),
-        (f"config lacks {lacks}", lacks),
-        (f"GPT-2 activation {act!r} or attention options", mt == "gpt2" and (
-            act not in ("gelu_new", "gelu_pytorch_tanh") or get("scale_attn_by_inverse_layer_idx")
-            or get("reorder_and_upcast_attn") or get("scale_attn_weights") is False)),
-        (f"hidden_act {get('hidden_act')!r} (only silu)", llama and get("hidden_act", "silu") != "silu"),
-        (f"rope_type {rope_type!r} (only plain RoPE, 'default')", llama and rope_type != "default"),
-        ("attention_bias / mlp_bias", llama and (get("attention_bias") or get("mlp_bias"))),
-        ("use_sliding_window", llama and get("use_sliding_window")),
-        (f"head_dim {get('head_dim')} != hidden_size / num_attention_heads",
-         C % nh or get("head_dim") not in (None, C // nh)),
-    ] if bad]
-    if problems:
-        raise ValueError(f"{cfg_file}: model_type={mt!r} variant not supported: {'; '.join(problems)}")
-    if mt == "gpt2":
-        return GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                         n_head=hf["n_head"], n_embd=hf["n_embd"], intermediate_size=get("n_inner") or 0,
-                         layer_norm_epsilon=get("layer_norm_epsilon", 1e-5),
-                         tie_word_embeddings=get("tie_word_embeddings", True))
-    return GPTConfig(
-        block_size=get("max_position_embeddings", 2048 if mt == "llama" else 32768), vocab_size=hf["vocab_size"],
-        n_layer=hf["num_hidden_layers"], n_head=nh, n_embd=C, bias=False, layer_norm_epsilon=get("rms_norm_eps", 1e-6),
-        rope=True, rope_theta=float(get("rope_theta", rope.get("rope_theta", 10000.0))), rmsnorm=True, swiglu=True,
-        intermediate_size=hf["intermediate_size"],
-        n_kv_head=get("num_key_value_heads") or (nh if mt == "llama" else 32),
-        qkv_bias=mt == "qwen2", tie_word_embeddings=get("tie_word_embeddings", False))
-
-
-# Llama / Qwen2 names of our tensors (GPT-2's are ours), and the HF tensors stacked in our fused ones, in order
-LLAMA_NAMES = [("transformer.wte", "model.embed_tokens"), ("transformer.ln_f", "model.norm"),
-               ("transformer.h", "model.layers"), ("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm"),
-               ("attn.c_proj", "self_attn.o_proj"), ("mlp.c_proj", "mlp.down_proj")]
-LLAMA_FUSED = {"attn.c_attn": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-               "mlp.c_fc": ["mlp.gate_proj", "mlp.up_proj"]}
-GPT2_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-def hf_key_table(config, model_type):
-    """HF checkpoint key -> (our key, first row, rows, transpose) for every tensor of GPT(config): all its rows, or a
-    row block of a fused tensor (attn.c_attn = [q; k; v], mlp.c_fc = [gate; up]); transpose: GPT-2's Conv1D stores
-    (in, out) where nn.Linear has (out, in)."""
-    with torch.device("meta"):  # our tensors' names and shapes, with no memory and no random numbers drawn
-        model = GPT(config)
-    table, gpt2 = {}, model_type == "gpt2"
-    for ours, p in model.state_dict().items():
-        if ours == "lm_head.weight" and config.tie_word_embeddings:
-            continue  # the same tensor as wte
-        hf = ours
-        for a, b in [] if gpt2 else LLAMA_NAMES:
-            hf = hf.replace(a, b)
-        fused = None if gpt2 else next((f for f in LLAMA_FUSED if f + "." in ours), None)
-        if fused is None:
-            table[hf] = (ours, 0, p.shape[0], gpt2 and ours.endswith(GPT2_CONV1D))
-            continue
-        row, sizes = 0, model.transformer.h[0].attn.sizes if fused == "attn.c_attn" else [p.shape[0] // 2] * 2
-        for name, n in zip(LLAMA_FUSED[fused], sizes):  # q, k, v (or gate, up) fill consecutive row blocks
-            table[hf.replace(fused, name)], row = (ours, row, n, False), row + n
-    return table
+        whatever the checkpoint stores (cast with .to(torch.bfloat16) after loading). The loading is hf.py's."""
+        import hf  # here, not at the top: hf.py imports this module
+        return hf.load(name_or_path, cls)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, generator=None):
@@ -415,49 +316,24 @@ def sample_next(logits, temperature=1.0, top_k=None, generator=None):
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1)  # (B,)
 
 
-def _resolve_hf_path(name_or_path):
-    if os.path.isdir(name_or_path):
-        return name_or_path
-    if os.path.sep in name_or_path or name_or_path.startswith("."):
-        raise FileNotFoundError(f"checkpoint directory {name_or_path} does not exist")
-    try:  # a hub name such as "gpt2" or "Qwen/Qwen2.5-0.5B-Instruct"; tokenizer.py reads the tokenizer files
-        from huggingface_hub import snapshot_download
-        return snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt", "*.jinja"])
-    except Exception as e:
-        raise FileNotFoundError(f"could not fetch {name_or_path!r} from the Hugging Face hub ({type(e).__name__}: "
-                                f"{e}); install huggingface_hub and go online, or pass a local directory holding "
-                                f"config.json and model.safetensors / pytorch_model.bin") from e
-
-
-def _read_hf_weights(path):
-    """Every tensor of model.safetensors, pytorch_model.bin, or the shards a *.index.json's weight_map names."""
-    from safetensors.torch import load_file
-    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json"):
-        f, shards, sd = os.path.join(path, name), [name], {}
-        if not os.path.isfile(f):
-            continue
-        if name.endswith(".index.json"):
-            with open(f) as fh:
-                shards = sorted(set(json.load(fh)["weight_map"].values()))
-        for s in shards:
-            if not os.path.isfile(os.path.join(path, s)):
-                raise FileNotFoundError(f"{f} names shard {s}, which is not in {path}")
-            sd.update(load_file(os.path.join(path, s)) if ".safetensors" in name
-                      else torch.load(os.path.join(path, s), map_location="cpu", weights_only=True))
-        return sd
-    raise FileNotFoundError(f"{path} has no model.safetensors or pytorch_model.bin (nor a sharded index of either)")
-
-
 def save_checkpoint(path, model, tokenizer=None, **extra):
-    """Write {config, model weights, tokenizer description, extra} to path atomically: the bytes go to a temp file
-    in the same directory, are fsynced, then renamed over path, so a crash leaves the old checkpoint or the new."""
+    """Write {config, model weights, tokenizer description, extra} to path atomically, never non-finite weights
+    (ValueError naming the first bad tensor): a temp file .tmp-<pid>-<random>.pt in the same directory, fsynced,
+    renamed over path, so a crash leaves the old checkpoint or the new (and a temp file the next save removes)."""
     raw = model.module if hasattr(model, "module") else model  # unwrap DDP
-    state = {"config": asdict(raw.config), "model": raw.state_dict(),
-             "tokenizer": tokenizer.describe() if tokenizer is not None else None, **extra}
+    sd = raw.state_dict()
+    bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"refusing to write {path}: {bad} holds non-finite values (NaN or inf)")
+    state = {"config": asdict(raw.config), "model": sd, "tokenizer": tokenizer.describe() if tokenizer else None, **extra}
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".pt")
+    for name in os.listdir(d):  # temp files of interrupted saves: their saver is gone, or pid-less ones an hour old
+        m, f = re.fullmatch(r"\.tmp-(?:(\d+)-)?.*\.pt", name), os.path.join(d, name)
+        with suppress(OSError):  # removed meanwhile by another saver
+            if m and (not _running(int(m[1])) if m[1] else time.time() - os.path.getmtime(f) > 3600):
+                os.remove(f)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".tmp-{os.getpid()}-", suffix=".pt")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -465,19 +341,32 @@ def save_checkpoint(path, model, tokenizer=None, **extra):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with suppress(FileNotFoundError):
             os.remove(tmp)
         raise
 
 
+def _running(pid):
+    """Whether process pid exists (signal 0 only checks), so its temp file may be a save in progress (not POSIX: yes)."""
+    try:
+        return os.name != "posix" or os.kill(pid, 0) is None
+    except PermissionError:  # it exists, under another user
+        return True
+    except (OSError, OverflowError):  # ProcessLookupError: gone
+        return False
+
+
 def load_checkpoint(path, map_location="cpu"):
-    """Returns (model, state) where state holds 'tokenizer' and any extra entries saved with it."""
+    """(model, state), state holding 'tokenizer' and the extra entries saved with it. Loaded weights-only (tensors,
+    containers, strings, numbers): a file holding anything else is refused, as unpickling it could run code."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"checkpoint file {path} could not be read ({type(e).__name__}: {e})") from e
+        why = [line for line in str(e).splitlines() if line.strip()] or [""]
+        raise ValueError(f"checkpoint file {path} could not be read weights-only ({type(e).__name__}: "
+                         f"{next((w for w in why if 'GLOBAL' in w), why[0])})") from e
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"checkpoint file {path} is not a checkpoint of this project (no config/model entries)")
     model = GPT(config_from_dict(state["config"], where=path))

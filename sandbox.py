@@ -73,7 +73,7 @@ def _count_tasks():
 
 def _child(job, nonce, timeout, tmp, out, w, mode, worker):
     """A worker's forked child; runs the program in a grandchild (PID 1 of a new PID namespace, if it can be)."""
-    _exit, _write, _getpid, _exec, _compile, _dumps = os._exit, os.write, os.getpid, exec, compile, json.dumps
+    _exit, _write, _getpid, _exec, _compile = os._exit, os.write, os.getpid, exec, compile  # before user code
     feats = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
@@ -122,7 +122,7 @@ def _child(job, nonce, timeout, tmp, out, w, mode, worker):
         sys.stdout.flush()
         sys.stderr.flush()
         if _getpid() == me:  # not a forked copy of the program
-            _write(w, nonce + b"\n" + _dumps(tns.get("__result__")).encode())
+            _write(w, nonce + b"\n" + json.dumps(tns.get("__result__")).encode())  # a forged one misses `expect`
             _exit(0)
     except BaseException as e:  # its traceback goes to its (capped) output, for debugging
         try:

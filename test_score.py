@@ -378,6 +378,86 @@ def test_update_on_a_hand_built_batch_equals_the_hand_computed_gradient():
     assert all(abs(float(a) - e) < 0.02 for a, e in zip(a2, [22 / 3, 22 / 3, -22 / 3, -22 / 3]))
 
 
+def test_expected_rl_update_equals_the_per_turn_objectives_gradient_by_exact_enumeration(monkeypatch):
+    # One prompt, one-token attempts over a 3-token vocabulary: layout [x, y1, p, y2]. The stand-in policy is a
+    # free logit table (pi1(y1) = softmax(th1), pi2(y2 | y1) = softmax(th2[y1])), float64. Summing rl_update's
+    # gradient over every RLOO group of k samples, weighted by the group's probability, gives its expectation
+    # exactly; it must equal autograd of the paper's per-turn objectives (gamma = 0: the turn-2 term sees pi1
+    # as fixed), with the exact KLs, to 1e-10.
+    import inspect
+    import itertools
+    V, dt = 3, torch.float64
+    g = torch.Generator().manual_seed(0)
+    th1, th2, ref1, ref2 = (torch.randn(*shape, generator=g, dtype=dt).log_softmax(-1) for shape in ((V,), (V, V)) * 2)
+    R = torch.tensor([1.0, 0.0, 1.0], dtype=dt)  # r(y): the reward of a one-token attempt
+
+    class Table(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.th1, self.th2 = torch.nn.Parameter(th1.clone()), torch.nn.Parameter(th2.clone())
+
+        def forward(self, idx, targets=None):  # (N, 3): log p(y1 | x), 0 at p (masked), log p(y2 | y1)
+            lp1 = self.th1.log_softmax(-1)[targets[:, 0]]
+            return torch.stack([lp1, torch.zeros_like(lp1), self.th2.log_softmax(-1)[idx[:, 1], targets[:, 2]]], 1)
+
+    grads = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda ps, max_norm: (
+        grads.append([q.grad.clone() for q in ps]), torch.tensor(1.0))[1])  # the gradient before clipping
+    pairs = list(itertools.product(range(V), repeat=2))  # (y1, y2)
+    m1, m2 = torch.tensor([0, 1, 0, 0], dtype=dt), torch.tensor([0, 0, 0, 1], dtype=dt)
+
+    def expected(update, stage, k):
+        """sum over every group of k (y1, y2) samples of P(group) x rl_update's gradient of th1, th2"""
+        model = Table()
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        args = score.p.parse_args(["--stage", stage, "--k", str(k), "--alpha", "10", "--beta1", "0.1", "--beta2", "0.5"])
+        args.device = torch.device("cpu")
+        p1, p2 = th1.exp(), th2.exp()
+        total = [torch.zeros_like(th1), torch.zeros_like(th2)]
+        for group in itertools.product(pairs, repeat=k):
+            y1, y2 = torch.tensor([a for a, _ in group]), torch.tensor([b for _, b in group])
+            s = {"tokens": torch.stack([torch.zeros(k, dtype=torch.long), y1, torch.zeros_like(y1), y2], 1),
+                 "m1": m1.expand(k, 4), "m2": m2.expand(k, 4)}
+            ref_lp = torch.stack([torch.zeros(k, dtype=dt), ref1[y1], torch.zeros(k, dtype=dt), ref2[y1, y2]], 1)
+            update(args, model, opt, s, R[y1], R[y2] if stage != "single" else torch.zeros(k, dtype=dt), ref_lp)
+            prob = (p1[y1] * p2[y1, y2]).prod()
+            total = [t - prob * gr for t, gr in zip(total, grads.pop())]  # loss = -objective
+        return total
+
+    def objective_grad(stage, alpha=10.0, beta1=0.1, beta2=0.5, shaped=False):
+        """autograd of Eq. 2 / 3 / 4 with per-turn credit, exact expectations and exact KLs"""
+        a, b = torch.nn.Parameter(th1.clone()), torch.nn.Parameter(th2.clone())
+        l1, l2 = a.log_softmax(-1), b.log_softmax(-1)  # (V,), (V, V)
+        kl1 = (l1.exp() * (l1 - ref1)).sum()
+        kl2 = (l2.exp() * (l2 - ref2)).sum(-1)  # (V,): KL of turn 2 after each y1
+        w = l1.detach().exp()  # turn 2's y1 distribution, fixed: gamma = 0, no credit from turn 2 to turn 1
+        if stage == "single":  # Eq. 2
+            J = (l1.exp() * R).sum() - beta1 * kl1
+        elif stage == "stage1":  # Eq. 3: y1 only its beta2 KL; y2 its reward and beta1 KL
+            J = -beta2 * kl1 + (w * ((l2.exp() * R).sum(-1) - beta1 * kl2)).sum()
+        else:  # Eq. 4: r^(y2) = r(y2) + alpha (r(y2) - r(y1)), or (1 + alpha) r(y2) with shaped=True
+            r2 = (1 + alpha) * R[None, :] if shaped else R[None, :] + alpha * (R[None, :] - R[:, None])  # (y1, y2)
+            J = (l1.exp() * R).sum() - beta1 * kl1 + (w * ((l2.exp() * r2).sum(-1) - beta1 * kl2)).sum()
+        return torch.autograd.grad(J, [a, b], materialize_grads=True)  # single: th2 unused, gradient 0
+
+    def gap(x, y):
+        return max(float((u - v).abs().max()) for u, v in zip(x, y))
+
+    for k in (2, 3):
+        for stage in ("single", "stage1", "stage2"):
+            assert gap(expected(score.rl_update, stage, k), objective_grad(stage)) < 1e-10, (stage, k)
+        # Stage II: the bonus's -alpha r(y1) is fixed before y2 is sampled, so for y2 it is a baseline, and the
+        # objective's gradient is that of (1 + alpha) r(y2) in place of r^(y2)
+        assert gap(objective_grad("stage2"), objective_grad("stage2", shaped=True)) < 1e-12
+    # the mutation: y2's baseline depends on y2 itself (RLOO on c2 + alpha r(y2)): the expectation is off
+    src = inspect.getsource(score.rl_update)
+    bad = src.replace("rloo(c2 + args.alpha * r1,", "rloo(c2 + args.alpha * r2,")
+    assert bad != src
+    ns = dict(vars(score))
+    exec(bad, ns)
+    assert gap(expected(ns["rl_update"], "stage2", 2), objective_grad("stage2")) > 0.1
+
+
 def test_metrics_on_hand_built_answers():
     assert score.edit_distance("kitten", "sitting") == 3
     ok, q = "1+0+0=01,8+0+0=08,0+0+0=00,0+7+0=07", {"answer": "1807"}  # 1800+0007, most significant column first
@@ -539,7 +619,8 @@ def test_malformed_inputs_never_raise():
     t = time.perf_counter()
     assert rewards.math_equal("1" + "0" * 999, "1" + "0" * 999) and time.perf_counter() - t < 1.0
     assert rewards.execute_many(["", "   \n", None, 123, b"x = 1", ["x = 1", 5], "\x00", "{{{", "x" * (2 << 20),
-                                 "\ud800"], 2.0) == [False] * 10
+                                 "\ud800", {"program": "x = 1", "tests": [5]}, {"tests": "x = 1"},
+                                 {"program": "x = 1", "expect": 1}], 2.0) == [False] * 13
 
 
 # ---------------------------------------------------------------- the sandbox
@@ -648,8 +729,10 @@ def test_pool_recovers_from_an_interrupted_call():
     old = signal.getsignal(signal.SIGALRM)
     try:
         for exc in (KeyboardInterrupt, RuntimeError):
-            signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(exc))
-            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            def interrupt(*_, exc=exc):
+                raise exc
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)  # while the programs sleep
             if exc is KeyboardInterrupt:  # re-raised
                 with pytest.raises(KeyboardInterrupt):
                     rewards.execute_many(["import time\ntime.sleep(1)"] * 2, 3.0, 2)

@@ -4,8 +4,8 @@
     solution  "def f(x):return x*3+1"                  (the canonical program; any correct program scores)
     tests     [(-7, -20), (1, 4), ...]                 (n_tests hidden inputs, none of them shown)
 
-Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`, and for every hidden test
-`type(f(x)) is int and f(x) == y`, run in the sandbox. Small enough for a ~1-5M parameter character-level
+Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`; the sandbox sends back f's values
+on the hidden inputs as JSON and the caller compares them with the expected integers. Small enough for a ~1-5M parameter character-level
 GPT to solve partly: the linear family is pattern completion of two numbers; harder families need more.
 
 Difficulty `level` (families of f, x in DOMAIN = -9..9):
