@@ -1,16 +1,16 @@
 """
 model.py: the one model class, a GPT-2 style transformer (nanoGPT's layout and names) whose config also switches
-on the Llama / Qwen2 family's pieces (each field's default keeps GPT-2, so old checkpoints' config dicts load
-unchanged), with a KV-cached batched sampler (generate), checkpoints, and Hugging Face loading (hf.py).
-Left padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are masked, so a
-padded row produces exactly the tokens it produces alone.
+on the Llama / Qwen2 family's pieces (each default keeps GPT-2, so old checkpoints' config dicts load unchanged);
+a KV-cached batched sampler (generate); checkpoints; Hugging Face loading (from_pretrained, in hf.py). Left
+padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are masked, so a padded
+row produces exactly the tokens it produces alone.
 
 Departures from nanoGPT / HF, numbered:
   1. No dropout: RL fine-tuning and the small runs do not use it, and sampling and training log-probs agree.
   2. A prompt longer than the context raises ValueError, not cropped (a cropped problem is graded wrongly).
-  3. Llama/Qwen2: plain RoPE only (no Llama-3.1 or YaRN scaling), no sliding window, no attention/mlp bias.
-  4. RMSNorm's eps is layer_norm_epsilon (one eps field for either norm).
-  5. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table, so bf16 never
+  3. Llama/Qwen2: plain RoPE only (no Llama-3.1 or YaRN scaling), no sliding window, no attention/mlp bias;
+     RMSNorm's eps is layer_norm_epsilon (one eps field for either norm).
+  4. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table, so bf16 never
      rounds them); grouped-query attention is SDPA's enable_gqa (torch >= 2.5), not repeated keys and values.
 
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
@@ -38,7 +38,6 @@ class GPTConfig:
     n_embd: int = 128  # residual stream width
     bias: bool = True  # biases in every Linear and LayerNorm layer (GPT-2 has them; Llama/Qwen2 do not)
     layer_norm_epsilon: float = 1e-5  # LayerNorm eps (GPT-2 uses 1e-5), or RMSNorm eps (HF: rms_norm_eps)
-    # the Llama / Qwen2 family; every default keeps GPT-2
     rope: bool = False  # rotary position embeddings on q, k instead of the learned wpe table
     rope_theta: float = 10000.0  # RoPE base (HF: rope_theta; Qwen2.5: 1e6)
     rmsnorm: bool = False  # RMSNorm (no mean, no bias) instead of LayerNorm
@@ -58,13 +57,12 @@ def config_from_dict(d, where="config"):
 
 
 class KVCache:
-    """Keys (after RoPE) and values of every layer, (n_layer, B, n_kv_head, max_len, head_dim), written in place.
-    valid (B, max_len) marks cached real tokens (not left padding) and n_real (B,) counts them (the next position
-    id); t counts cached positions (the same in every row); padded: whether any cached key is padding."""
+    """Keys (after RoPE) and values of every layer, (n_layer, B, n_kv_head, max_len, head_dim), written in place
+    (empty, not zeros: a position < t is written before it is read). valid (B, max_len): cached real tokens, not left
+    padding; n_real (B,): their count (the next position id); t: cached positions; padded: any cached key padding."""
 
     def __init__(self, config, batch_size, max_len, device, dtype):
         shape = (config.n_layer, batch_size, config.n_kv_head or config.n_head, max_len, config.n_embd // config.n_head)
-        # empty, not zeros: only positions < t are ever read, and each is written before it is read
         self.k, self.v = torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype)
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.n_real = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -141,9 +139,8 @@ class RMSNorm(nn.Module):
 
 
 def norm(config):
-    if config.rmsnorm:
-        return RMSNorm(config.n_embd, config.layer_norm_epsilon)
-    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+    return (RMSNorm(config.n_embd, config.layer_norm_epsilon) if config.rmsnorm
+            else nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias))
 
 
 class Block(nn.Module):
@@ -293,8 +290,7 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """A Hugging Face GPT-2, Llama or Qwen2 checkpoint (a local directory, or a hub name when online) in fp32,
-        whatever the checkpoint stores (cast with .to(torch.bfloat16) after loading). The loading is hf.py's."""
+        """An HF GPT-2, Llama or Qwen2 checkpoint (a directory, or a hub name when online) in fp32 (hf.py loads it)."""
         import hf  # here, not at the top: hf.py imports this module
         return hf.load(name_or_path, cls)
 
@@ -325,13 +321,13 @@ def save_checkpoint(path, model, tokenizer=None, **extra):
     bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"refusing to write {path}: {bad} holds non-finite values (NaN or inf)")
-    state = {"config": asdict(raw.config), "model": sd, "tokenizer": tokenizer.describe() if tokenizer else None, **extra}
+    state = {"config": asdict(raw.config), "model": sd, "tokenizer": tokenizer and tokenizer.describe(), **extra}
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    for name in os.listdir(d):  # temp files of interrupted saves: their saver is gone, or pid-less ones an hour old
+    for name in os.listdir(d):  # temp files of interrupted saves: their saver has ended, or pid-less and an hour old
         m, f = re.fullmatch(r"\.tmp-(?:(\d+)-)?.*\.pt", name), os.path.join(d, name)
-        with suppress(OSError):  # removed meanwhile by another saver
-            if m and (not _running(int(m[1])) if m[1] else time.time() - os.path.getmtime(f) > 3600):
+        with suppress(OSError):  # PermissionError: its saver runs, as another user; or removed meanwhile by a saver
+            if m and (_ended(int(m[1])) if m[1] else time.time() - os.path.getmtime(f) > 3600):
                 os.remove(f)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=f".tmp-{os.getpid()}-", suffix=".pt")
     try:
@@ -346,14 +342,12 @@ def save_checkpoint(path, model, tokenizer=None, **extra):
         raise
 
 
-def _running(pid):
-    """Whether process pid exists (signal 0 only checks), so its temp file may be a save in progress (not POSIX: yes)."""
+def _ended(pid):
+    """Whether process pid has ended (signal 0 only checks); never where os.kill would end it instead (not POSIX)."""
     try:
-        return os.name != "posix" or os.kill(pid, 0) is None
-    except PermissionError:  # it exists, under another user
+        return os.name == "posix" and os.kill(pid, 0) is not None  # None: it runs
+    except (ProcessLookupError, OverflowError):
         return True
-    except (OSError, OverflowError):  # ProcessLookupError: gone
-        return False
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -364,9 +358,7 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        why = [line for line in str(e).splitlines() if line.strip()] or [""]
-        raise ValueError(f"checkpoint file {path} could not be read weights-only ({type(e).__name__}: "
-                         f"{next((w for w in why if 'GLOBAL' in w), why[0])})") from e
+        raise ValueError(f"checkpoint file {path} could not be read weights-only ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ValueError(f"checkpoint file {path} is not a checkpoint of this project (no config/model entries)")
     model = GPT(config_from_dict(state["config"], where=path))
@@ -379,13 +371,11 @@ def load_checkpoint(path, map_location="cpu"):
 
 def get_device(override=None):
     """cuda -> mps -> cpu, unless override ('cpu', 'cuda', 'cuda:1', 'mps') names one."""
-    if override:
-        return torch.device(override)
-    return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+    auto = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    return torch.device(override or auto)
 
 
 def autocast(device):
     """bf16 autocast on a CUDA device that supports it; full fp32 everywhere else (CPU bf16 is slow here)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()

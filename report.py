@@ -5,9 +5,8 @@ report.py: results tables, mean ± sd over seeds, from the results.json files th
       train_small.sh's table: one Markdown row per evaluated model (base, stage1, score): acc@t1, acc@t2, Δ, Δi→c,
       Δc→i, the rate at which y2's answer differs from y1's, in points (sample sd over seeds, n-1), the per-seed Δs.
   python report.py --repro out_repro out_repro/seed0 out_repro/seed1 out_repro/seed2
-      reproduce.sh's report, in out_repro/REPORT.md: the methods beside the paper's MATH numbers (Tables 2 and 4),
-      the findings F1-F7 with the rule of each verdict, and (with matplotlib) the plots: Fig. 6 training curves,
-      Fig. 4 edit-distance histograms, Fig. 5 distribution shift, section 6.3 inference scaling.
+      reproduce.sh's report, out_repro/REPORT.md: the methods beside the paper's MATH numbers (Tables 2 and 4), F1-F7
+      with each verdict's rule, plots (with matplotlib): Fig. 6 curves, Fig. 4 edit ratios, Fig. 5 shift, section 6.3.
   python report.py --judge figures/REPORT.md
       F1-F7 by today's rules on an existing REPORT.md's numbers (table cells, F3's and F7's numbers); a no-edit share
       without an sd takes that of "y2 answer changed" (an unedited y2 keeps its answer: the two nearly add to 100).
@@ -16,14 +15,14 @@ import json, os, pathlib, re, statistics, sys  # noqa: E401
 
 COLUMNS = {"acc_t1": "acc@t1", "acc_t2": "acc@t2", "delta": "Δ(t1,t2)", "delta_i_to_c": "Δi→c",  # results.json key -> title
            "delta_c_to_i": "Δc→i", "changed": "y2 answer changed"}
-NAMES = {"base": "base", "stage1": "Stage I", "score": "SCoRe (Stage II)"}
 
 # reproduce.sh's methods: name -> (row title, the paper's MATH500 t1 / t2 / Δ / Δi→c / Δc→i, Tables 2 and 4)
 PAPER = {"base": ("Base (base model + correction instruction)", (52.6, 41.4, -11.2, 4.6, 15.8)),
          "self_refine": ("Self-Refine: not applicable, it revises with the model's own written feedback on y1; the toy "
                          "model writes none, and the instruction alone is the Base row", (52.8, 51.8, -1.0, 3.2, 4.2)),
          "star": ("STaR on D_STaR", (55.4, 41.2, -14.2, 5.4, 19.6)), "star_plus": ("STaR on D+_STaR", (53.6, 54.0, 0.4, 2.6, 2.2)),
-         "pair_sft": ("Pair-SFT on D_SFT", (52.4, 54.2, 1.8, 5.4, 3.6)), "pair_sft_plus": ("Pair-SFT on D+_SFT", (55.0, 55.0, 0, 0, 0)),
+         "pair_sft": ("Pair-SFT on D_SFT", (52.4, 54.2, 1.8, 5.4, 3.6)),
+         "pair_sft_plus": ("Pair-SFT on D+_SFT", (55.0, 55.0, 0.0, 0.0, 0.0)),
          "mtrl": ("Multi-turn RL (Stage II, no Stage I, no bonus)", None), "stage1": ("SCoRe Stage I only", None),
          "score": ("SCoRe", (60.0, 64.4, 4.4, 5.8, 1.4))}
 ABLATIONS = {"score": ("SCoRe", (60.0, 64.4, 4.4)), "single": ("w/o multi-turn training (single-turn RL)", (61.8, 59.4, -2.4)),
@@ -36,8 +35,7 @@ RULE = ("Verdicts: a comparison a > b holds when a − b exceeds sd(a) + sd(b), 
 
 
 def mean_sd(values):
-    """(mean, sample sd) of values; sd 0 for a single seed."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0  # sample sd (n-1); 0 for one seed
 
 
 def fmt(ms, signed=False):
@@ -52,18 +50,13 @@ def stats(runs):
                if isinstance(x, float) and all(k in r[m] for r in runs)}}
 
 
-def cells(T, model, keys):
-    return [fmt(T[model, k], k == "delta") for k in keys]
-
-
 def per_seed(runs, model):
     return " / ".join(f"{100 * r[model]['delta']:+.1f}" for r in runs)
 
 
 def vs(a, b, ge=False):
     """Compare (mean, sd) a with b: 1 if a > b (a >= b with ge) by more than sd(a) + sd(b), -1 if b > a by more, else 0."""
-    d, m = a[0] - b[0], a[1] + b[1]
-    return 1 if d > m or (ge and d >= m) else -1 if -d > m else 0
+    return 1 if (d := a[0] - b[0]) > (m := a[1] + b[1]) or (ge and d >= m) else -1 if -d > m else 0
 
 
 def table(header, rows):
@@ -71,31 +64,31 @@ def table(header, rows):
 
 
 def load(dirs, name="results.json"):
-    paths = [os.path.join(d, name) for d in dirs]
-    if missing := [path for path in paths if not os.path.exists(path)]:
-        sys.exit(f"report.py: {missing[0]} not found (run train_small.sh / reproduce.sh with that output first)")
-    return [{row["model"]: row for row in json.loads(pathlib.Path(path).read_text())} for path in paths]
+    if missing := [d for d in dirs if not os.path.exists(os.path.join(d, name))]:
+        sys.exit(f"report.py: {missing[0]}/{name} not found (run train_small.sh / reproduce.sh with that output first)")
+    return [{row["model"]: row for row in json.loads(pathlib.Path(d, name).read_text())} for d in dirs]
 
 
 def small_table(dirs):
     runs = load(dirs)
     T, models = stats(runs), [m for m in runs[0] if all(m in r for r in runs)]
-    print("\n".join(table(["model"] + list(COLUMNS.values()) + ["Δ per seed"],
-                          [[NAMES.get(m, m)] + cells(T, m, COLUMNS) + [per_seed(runs, m)] for m in models])))
-    print(f"\n{len(runs)} seeds, {runs[0][models[0]]['n']} held-out test problems each, greedy; points (%), mean ± sd")
+    print("\n".join(table(["model"] + list(COLUMNS.values()) + ["Δ per seed"], [
+        [{"stage1": "Stage I", "score": "SCoRe (Stage II)"}.get(m, m)] + [fmt(T[m, k], k == "delta") for k in COLUMNS]
+        + [per_seed(runs, m)] for m in models]) + [
+        "", f"{len(runs)} seeds, {runs[0][models[0]]['n']} held-out test problems each, greedy; points (%), mean ± sd"]))
 
 
 def findings(T, top):
     """F1-F7 as Markdown lines (verdict, claim, rule, numbers); T: stats(); top: SCoRe's scaling (K, parallel, sequential)."""
-    sft = [m for m in SFT if (m, "delta") in T]  # an older report has no Pair-SFT on D+
-    (b, bt1, bt2), (sd, c2i), (own, fixed), (m1, m2, md) = ([T[m, k] for k in ks.split()] for m, ks in (("base", "delta acc_t1 acc_t2"),
-        ("score", "delta delta_c_to_i"), ("pair_sft", "fix_rate fix_rate_fixed"), ("mtrl", "acc_t1 acc_t2 delta")))
-    ne = {m: T[m, "no_edit"] for m in sft + ["base", "score"]}
-    deltas = {m: T[m, "delta"] for m in ["base"] + sft + ["mtrl"]}  # Table 2's methods and multi-turn RL
+    (b, bt1, bt2), (sd, c2i), (own, fixed), (m1, m2, md) = ([T[m, k] for k in ks.split()] for m, ks in (
+        ("base", "delta acc_t1 acc_t2"), ("score", "delta delta_c_to_i"), ("pair_sft", "fix_rate fix_rate_fixed"),
+        ("mtrl", "acc_t1 acc_t2 delta")))
+    ne = {m: T[m, "no_edit"] for m in SFT + ("base", "score") if (m, "no_edit") in T}  # an older report: no D+ Pair-SFT
+    deltas = {m: T[m, "delta"] for m in ("base", *SFT, "mtrl") if (m, "delta") in T}  # Table 2's methods, multi-turn RL
     abl = {m: T[m, "delta"] for m in ABLATIONS}
     out = [("F1", "the base model does not self-correct (rule: Δ ≤ 0)", vs((0, 0), b, True), f"base Δ {fmt(b, True)}"),
            ("F2", "SFT methods collapse to few edits: they leave y1 unedited more often than SCoRe (rule: every SFT method's "
-            "no-edit share above SCoRe's)", min(vs(ne[m], ne["score"]) for m in sft),
+            "no-edit share above SCoRe's)", min(vs(ne[m], ne["score"]) for m in SFT if m in ne),
             ", ".join(f"{m} {fmt(ne[m])}%" for m in ne) + " of second attempts identical to the first"),
            ("F3", "Pair-SFT corrects the base model's first attempts better than its own (distribution shift; rule: the "
             "correction rate on the base's y1 above that on its own y1)", vs(fixed, own),
@@ -127,8 +120,7 @@ def judge(path):
         header = cs if cs[0] in ("method", "model") else header
         for h, c in zip(header, cs):
             if cs[0] in titles and h in keys and (x := re.fullmatch(r"([-+]?[\d.]+)(?: ± ([\d.]+))?", c)):
-                T[titles[cs[0]], keys[h]] = (float(x[1]), float(x[2]) if x[2] else None)
-    T.update({(m, k): (x[0], T[m, "changed"][1]) for (m, k), x in T.items() if x[1] is None})
+                T[titles[cs[0]], keys[h]] = (float(x[1]), float(x[2]) if x[2] else T[titles[cs[0]], "changed"][1])
     f = {ln[4:6]: [(float(a), float(b)) for a, b in re.findall(r"([\d.]+) ± ([\d.]+)%", ln)] for ln in text.splitlines()
          if ln.startswith("- **F")}  # F3: Pair-SFT's fix rates on the base's y1, on its own; F7: parallel, sequential
     T["pair_sft", "fix_rate_fixed"], T["pair_sft", "fix_rate"] = f["F3"]
@@ -140,7 +132,7 @@ def plots(out_dir, runs, T, curves, scal):
     plt.switch_backend("Agg")
     figs = {}  # file name -> figure
     # Fig. 6: validation accuracy over training steps, SCoRe (Stage I then Stage II) vs multi-turn RL
-    figs["fig6_curves.png"], axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    figs["fig6_curves.png"], axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="tight")
     s1 = max(row["step"] for row in curves[0] if row["name"] == "stage1")  # Stage II's steps follow Stage I's
     for ax, (title, parts) in zip(axes, [("SCoRe: Stage I, then Stage II", ["stage1", "score"]),
                                          ("multi-turn RL (no Stage I, no bonus)", ["mtrl"])]):
@@ -154,7 +146,7 @@ def plots(out_dir, runs, T, curves, scal):
     axes[0].axvline(s1, color="gray", ls=":", lw=1)
     axes[0].set_ylabel("greedy validation accuracy, % (one line per seed)")
     # Fig. 4: edit-distance ratios between y1 and y2, pooled over seeds
-    figs["fig4_edit_hist.png"], axes = plt.subplots(1, 7, figsize=(17, 3), sharey=True)
+    figs["fig4_edit_hist.png"], axes = plt.subplots(1, 7, figsize=(17, 3), sharey=True, layout="tight")
     for ax, m in zip(axes, ("base",) + SFT + ("mtrl", "score")):  # ratios lie in [0, 1]: an empty y2 gives 1
         ax.hist([x for r in runs for x in r[m]["edit_ratios"]], bins=20, range=(0, 1), color="tab:purple")
         ax.set_title(PAPER[m][0].split(" (")[0], fontsize=9)
@@ -162,14 +154,14 @@ def plots(out_dir, runs, T, curves, scal):
     axes[0].set_ylabel(f"test problems ({len(runs)} seeds)")
     # Fig. 5: correction rate on the base model's first attempts vs on the model's own
     models = ("pair_sft", "pair_sft_plus", "star", "star_plus", "mtrl", "score")
-    figs["fig5_shift.png"], ax = plt.subplots(figsize=(7, 3.5))
+    figs["fig5_shift.png"], ax = plt.subplots(figsize=(7, 3.5), layout="tight")
     for j, (key, label) in enumerate((("fix_rate_fixed", "base model's first attempts"), ("fix_rate", "its own first attempts"))):
         ms = [T[m, key] for m in models]
         ax.bar([i + 0.38 * j for i in range(len(models))], [x[0] for x in ms], 0.38, yerr=[x[1] for x in ms], label=label)
     ax.set(xticks=[i + 0.19 for i in range(len(models))], xticklabels=models, ylabel="wrong first attempts fixed by y2, %")
     ax.legend()
     if scal:  # section 6.3: accuracy at an equal sample budget
-        figs["scaling.png"], ax = plt.subplots(figsize=(6, 3.5))
+        figs["scaling.png"], ax = plt.subplots(figsize=(6, 3.5), layout="tight")
         for m, color in [x for x in (("score", "tab:red"), ("mtrl", "tab:green"), ("base", "tab:gray")) if x[0] in scal[0]]:
             for k, ls in (("parallel", "--"), ("sequential", "-")):  # one point per budget, the mean over seeds
                 ax.plot([x["budget"] for x in scal[0][m]["scaling"]], [statistics.mean(100 * x[k] for x in xs) for xs in
@@ -178,7 +170,6 @@ def plots(out_dir, runs, T, curves, scal):
         ax.set(xlabel="samples per problem (budget)", ylabel="majority-vote accuracy, %")
         ax.legend(fontsize=7)
     for name, fig in figs.items():
-        fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name), dpi=90)
     plt.close("all")
     return list(figs)
@@ -193,21 +184,21 @@ def repro_report(out_dir, dirs):
          "", "Ours: mean ± sd over seeds, points (%). Paper: Gemini 1.5 Flash on MATH500 (Tables 2 and 4); a different "
          "model and task, beside ours for the pattern, not the level.", ""]
     L += table(["method"] + list(COLUMNS.values()) + ["no edit", "paper t1 / t2 / Δ / Δi→c / Δc→i"], [[name] + (
-        cells(T, m, COLUMNS) + [fmt(T[m, "no_edit"])] if (m, "delta") in T else ["n/a"] * (len(COLUMNS) + 1)) + [
+        [fmt(T[m, k], k == "delta") for k in [*COLUMNS, "no_edit"]] if (m, "delta") in T else ["n/a"] * (len(COLUMNS) + 1)) + [
         paper_cell(paper)] for m, (name, paper) in PAPER.items()])
     keys = ("acc_t1", "acc_t2", "delta", "delta_c_to_i")
     L += ["", "Ablations (paper Table 4):", ""] + table(["method"] + [COLUMNS[k] for k in keys] + ["paper t1 / t2 / Δ"], [
-        [name] + cells(T, m, keys) + [paper_cell(paper)] for m, (name, paper) in ABLATIONS.items()])
+        [name] + [fmt(T[m, k], k == "delta") for k in keys] + [paper_cell(paper)] for m, (name, paper) in ABLATIONS.items()])
     L += ["", "Per-seed Δ: " + "; ".join(f"{m} {per_seed(runs, m)}" for m in {**PAPER, **ABLATIONS} if (m, "delta") in T), ""]
     if scal:
         sc = scal[0]["score"]["scaling"]
-        L += [f"Inference-time scaling (section 6.3; {sc[0].get('n', '?')} test problems, temperature 0.7, majority "
-              "vote): accuracy at a budget of K samples, K parallel first attempts vs K/2 first attempts each "
-              "self-corrected once.", ""]
+        L += [f"Inference-time scaling (section 6.3; {sc[0].get('n', '?')} test problems, temperature 0.7, majority vote): "
+              "accuracy at a budget of K samples, K parallel first attempts vs K/2 first attempts each self-corrected once.", ""]
         L += table(["model"] + [f"K={x['budget']} parallel / sequential" for x in sc], [[m] + [
             " / ".join(f"{statistics.mean(100 * x[k] for x in xs):.1f}" for k in ("parallel", "sequential"))  # over seeds
             for xs in zip(*(r[m]["scaling"] for r in scal))] for m in ("base", "mtrl", "score") if m in scal[0]]) + [""]
-        top = (sc[-1]["budget"], *(mean_sd([100 * r["score"]["scaling"][-1][k] for r in scal]) for k in ("parallel", "sequential")))
+        top = (sc[-1]["budget"], *(mean_sd([100 * r["score"]["scaling"][-1][k] for r in scal])
+                                   for k in ("parallel", "sequential")))  # SCoRe at the largest budget, for F7
     L += ["## The paper's findings", "", RULE, ""] + findings(T, top)
     try:
         L += [""] + [f"![{f}]({f})" for f in plots(out_dir, runs, T, curves, scal)]

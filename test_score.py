@@ -1244,14 +1244,53 @@ def test_hf_tokenizer_refuses_what_tiktoken_cannot_reproduce(tmp_path):
 
     abc, lstrip = [("a", "b"), ("ab", "c")], {"id": 258, "content": "<x>", "single_word": False, "lstrip": True,
                                               "rstrip": False, "normalized": False, "special": True}
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    twice = {"type": "Sequence", "pretokenizers": [byte_level, {"type": "Split", "pattern": {"Regex": GPT2_PATTERN},
+                                                                "behavior": "Isolated", "invert": False}, byte_level]}
     for d, why in [(tokenizer_json(abc, normalizer={"type": "NFKC"})[0], "normalizer {'type': 'NFKC'}"),
+                   (tokenizer_json(abc, pre_tokenizer=twice)[0], "is not supported"),  # bytes mapped twice
                    (tokenizer_json(abc, added_tokens=[lstrip])[0], "added token '<x>' has lstrip"),
                    (edit(tokenizer_json(abc)[0], lambda m: m["vocab"].update(ab=257, abc=256)), "merge 1 .* 'abc'"),
                    (edit(tokenizer_json([("b", "c"), ("a", "b"), ("ab", "c")])[0],  # a second merge for "abc" (Llama-3)
                          lambda m: m["merges"].append(["a", "bc"])), "merge 3 .* 'abc'"),
-                   (edit(tokenizer_json(abc)[0], lambda m: m["vocab"].pop("Ā")), "bytes \\[0\\] have no")]:  # "Ā" is byte 0
+                   (edit(tokenizer_json(abc)[0], lambda m: m["vocab"].pop("Ā")), "bytes \\[0\\] have"),  # "Ā" is byte 0
+                   (edit(tokenizer_json([("b", "c"), ("a", "b"), ("ab", "c")])[0], lambda m: (  # "abc" below its parts
+                       m.update(ignore_merges=True, merges=[["a", "bc"], ["ab", "c"], ["b", "c"], ["a", "b"]]),
+                       m["vocab"].update(abc=256, bc=257, ab=258))), "token 'abc' is no merge of two tokens of lower")]:
         with pytest.raises(ValueError, match=why):
             HFTokenizer(str(d))
+
+
+def test_hf_tokenizer_loads_a_tiktoken_converted_llama3_style_tokenizer(tmp_path):
+    """Llama-3's tokenizer.json is converted from a tiktoken ranked vocabulary (several merges per token,
+    ignore_merges): transformers' own TikTokenConverter on GPT-2's ranks, with Llama-3's pattern, specials and chat
+    template, loads, agrees with `tokenizers` on the corpus and with tiktoken on those ranks; without ignore_merges
+    it is refused."""
+    import base64
+    transformers = pytest.importorskip("transformers")
+    import tiktoken
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    from tokenizer import HFTokenizer
+    ranks = tiktoken.get_encoding("gpt2")._mergeable_ranks
+    (tmp_path / "gpt2.tiktoken").write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
+    tk = TikTokenConverter(str(tmp_path / "gpt2.tiktoken"), pattern=LLAMA3_PATTERN,
+                           extra_special_tokens=SPECIALS).converted()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|begin_of_text|>",
+                                                eos_token="<|eot_id|>")
+    fast.chat_template = LLAMA3_TEMPLATE
+    fast.save_pretrained(tmp_path / "llama3")
+    tj = json.loads((tmp_path / "llama3" / "tokenizer.json").read_text())
+    assert tj["model"]["ignore_merges"] and len(tj["model"]["merges"]) > len(ranks)  # several merges per token
+    ours = HFTokenizer(str(tmp_path / "llama3"))
+    real_texts, rand = _tokenizer_corpus()
+    assert [t for t in real_texts + rand if ours.encode(t) != tk.encode(t, add_special_tokens=False).ids] == []
+    raw = tiktoken.Encoding("raw", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    assert [t for t in rand if "<|" not in t and ours.encode(t) != raw.encode_ordinary(t)] == []
+    assert ours.template == "llama3" and ours.eos_id == tk.token_to_id("<|eot_id|>") == len(ranks) + 6
+    tj["model"]["ignore_merges"] = False  # HF then joins by list order, which tiktoken's ranks do not give
+    (tmp_path / "llama3" / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(ValueError, match="merge [0-9]+ .* with ignore_merges"):
+        HFTokenizer(str(tmp_path / "llama3"))
 
 
 # ---- issue 7: score.py on a real-task format
@@ -1461,6 +1500,49 @@ def test_baselines_and_report_end_to_end(tmp_path):
     again = score.evaluate(model, tok, task, test, 24, y1=own["y1_tok"])
     assert rows["base"]["fix_rate_fixed"] == again["fix_rate"] == own["fix_rate"]
     assert rows["base"]["acc_t1"] == own["acc_t1"] and rows["base"]["edit_ratios"] == own["edit_ratios"]
+
+def test_report_verdicts_have_a_margin_and_read_back_from_the_markdown(tmp_path, capsys):
+    import report
+    # a difference counts only beyond the two sds together; with ge, a >= b also holds at equality
+    assert [report.vs((5, 1), (2, 1)), report.vs((4, 1), (2, 1)), report.vs((2, 1), (5, 1)),
+            report.vs((0, 0), (0, 0), True), report.vs((0, 0), (0, 0))] == [1, 0, -1, 1, 0]
+    # three made-up seeds of every reproduce.sh model: seed i moves t1 by e, t2 by 2e (e = -1, 0, +1 points)
+    acc = {"base": (50, 50), "star": (55, 90), "star_plus": (55, 88), "pair_sft": (50, 85), "pair_sft_plus": (52, 60),
+           "mtrl": (75, 82), "stage1": (50, 86), "score": (57, 95), "single": (74, 73), "nostage1": (73, 82),
+           "noshape": (64, 82), "star_stage2": (56, 93)}
+    dirs = [tmp_path / f"seed{i}" for i in range(3)]
+    for i, d in enumerate(dirs):
+        e = (i - 1) / 100
+        d.mkdir()
+        rows = []
+        for m, (t1, t2) in acc.items():
+            k = (6 if m in report.SFT else 3) + i - 1  # unedited second attempts of 10
+            rows.append(dict(model=m, acc_t1=t1 / 100 + e, acc_t2=t2 / 100 + 2 * e, delta=(t2 - t1) / 100 + e,
+                             delta_i_to_c=0.3, delta_c_to_i=0.01, changed=0.4 + e, edit_ratio=0.1, n=10,
+                             fix_rate=0.5 + e, fix_rate_fixed=0.3 + e, edit_ratios=[0.0] * k + [0.3] * (9 - k) + [1.0]))
+        (d / "results.json").write_text(json.dumps(rows))
+        (d / "scaling.json").write_text(json.dumps([{"model": m, "scaling": [
+            dict(budget=b, parallel=0.58 + e, sequential=0.86 + e, n=10) for b in (2, 4)]} for m in ("base", "score")]))
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(dict(name=n, step=s, val_acc_t1=0.5, val_acc_t2=0.6))
+                                                   for n in ("stage1", "score", "mtrl") for s in (2, 4)))
+    report.repro_report(str(tmp_path), [str(d) for d in dirs])
+    text = (tmp_path / "REPORT.md").read_text()
+    verdicts = [ln.split("**")[1] for ln in text.splitlines() if ln.startswith("- **F")]
+    assert verdicts == ["F1 within noise", "F2 reproduced", "F3 not reproduced", "F4 reproduced", "F5 reproduced",
+                        "F6 within noise", "F7 reproduced"]
+    assert report.RULE in text and "| Pair-SFT on D+_SFT | 52.0 ± 1.0 |" in text and "| Self-Refine: not applicable" in text
+    capsys.readouterr()
+    report.judge(tmp_path / "REPORT.md")  # the same verdicts and numbers, read back from the Markdown
+    assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("- **F")] == \
+        [ln for ln in text.splitlines() if ln.startswith("- **F")]
+    # an older report: the base row under its old title, the no-edit share without its sd (takes "changed"'s)
+    old = [ln.replace("Base (base model + correction instruction)", "Self-Refine (base + instruction)") for ln in text.splitlines()]
+    old = ["|".join(c.split(" ± ")[0] if j == 8 else c for j, c in enumerate(ln.split("|")))  # Table 2's rows if ln.count("|") == 10 else ln
+           for ln in old]
+    (tmp_path / "old.md").write_text("\n".join(old))
+    report.judge(tmp_path / "old.md")
+    out = capsys.readouterr().out
+    assert "star 60.0 ± 1.0%" in out and "F2 reproduced" in out and "base Δ +0.0 ± 1.0" in out
 
 
 # ---- issue 15: fail loudly, lose nothing (flags, non-finite steps, checkpoints, resume, results, HF tokenizer)
