@@ -369,6 +369,8 @@ def sft_step(model, params, opt, tokens, mask, device, world=1):
 def train_base(args, log):
     task = args.task_
     tok = CharTokenizer(task.alphabet)
+    val = task.module.problems("val", args.n_val, seed=args.seed)
+    check_context(args.block_size, tok, task, val + task.module.problems("test", args.n_test), args.max_new, "--block_size")
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd)
     torch.manual_seed(args.seed)  # the same initial weights on every DDP rank
@@ -379,8 +381,6 @@ def train_base(args, log):
     train_model = ddp_wrap(args, torch.compile(model) if args.compile else model)  # the training forward
     if args.master:
         print(f"base model: {model.num_params() / 1e6:.2f}M parameters, {args.steps} steps of {args.batch} sequences")
-    val = task.module.problems("val", args.n_val, seed=args.seed)
-    check_context(args.block_size, tok, task, val + task.module.problems("test", args.n_test), args.max_new, "--block_size")
     t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc="base", disable=None if args.master else True):
         # linear warmup, then cosine to 0: without warmup, lr 3e-3 sometimes stalled the base on a plateau
@@ -458,13 +458,17 @@ def train_rl(args, log):
     policy, state = load_model(args.init, args.dtype)
     tok = from_description(state["tokenizer"])
     task = real.for_tokenizer(args.task_, tok)
+    train = task.module.problems("train", 20000, seed=args.seed)
+    val = task.module.problems("val", args.n_val, seed=args.seed)
+    check_context(policy.config.block_size, tok, task, train + val, args.max_new)
     ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
     ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype)
     if not args.ref and state.get("ref_hash", ref_state["hash"]) != ref_state["hash"]:  # e.g. base re-trained since
         raise ValueError(f"{args.init} was trained against reference weights {state['ref_hash']}, but {ref_path} now "
                          f"holds {ref_state['hash']}; pass the right one with --ref")
-    if not all(torch.isfinite(t).all() for t in list(policy.state_dict().values()) + list(ref.state_dict().values())):
-        raise ValueError(f"{args.init} or {ref_path} holds non-finite weights; refusing to train from it")
+    for path, m in ((args.init, policy), (ref_path, ref)):
+        if not all(torch.isfinite(t).all() for t in m.state_dict().values()):
+            raise ValueError(f"{path} holds non-finite weights; refusing to train from it or against it")
     policy.grad_ckpt = args.grad_ckpt
     policy.to(args.device).train()
     ref.to(args.device).eval().requires_grad_(False)
@@ -477,9 +481,6 @@ def train_rl(args, log):
     if start and args.eval_every and os.path.exists(final):
         best = load_checkpoint(final)[1].get("val_acc_t2", -1.0)
     model = ddp_wrap(args, torch.compile(policy) if args.compile else policy)  # the training forward
-    train = task.module.problems("train", 20000, seed=args.seed)
-    val = task.module.problems("val", args.n_val, seed=args.seed)
-    check_context(policy.config.block_size, tok, task, train + val, args.max_new)
     meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage)  # stored with every checkpoint
     if args.master:
         print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
