@@ -246,11 +246,16 @@ def test_char_tokenizer():
         tok.encode("1x2")
 
 
-def test_gpt2_bpe_real_vocabulary(monkeypatch):
+@pytest.fixture
+def gpt2_bpe(monkeypatch):
+    """tiktoken's GPT-2 files from ../shared (tests never download), or a skip with the reason."""
     cache = SHARED / "tiktoken_cache"
     if not cache.is_dir():
         pytest.skip(f"{cache} absent (the GPT-2 BPE files); tests never download")
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+
+
+def test_gpt2_bpe_real_vocabulary(gpt2_bpe):
     tok = GPT2Tokenizer()
     assert tok.encode("Hello world") == [15496, 995]
     assert tok.decode(tok.encode("x = 3\n<|endoftext|>")) == "x = 3\n<|endoftext|>"
@@ -1261,7 +1266,7 @@ def test_hf_tokenizer_refuses_what_tiktoken_cannot_reproduce(tmp_path):
             HFTokenizer(str(d))
 
 
-def test_hf_tokenizer_loads_a_tiktoken_converted_llama3_style_tokenizer(tmp_path):
+def test_hf_tokenizer_loads_a_tiktoken_converted_llama3_style_tokenizer(tmp_path, gpt2_bpe):
     """Llama-3's tokenizer.json is converted from a tiktoken ranked vocabulary (several merges per token,
     ignore_merges): transformers' own TikTokenConverter on GPT-2's ranks, with Llama-3's pattern, specials and chat
     template, loads, agrees with `tokenizers` on the corpus and with tiktoken on those ranks; without ignore_merges
@@ -1674,7 +1679,7 @@ def test_eval_adds_and_replaces_rows_by_model_name(tmp_path):
     assert [(r["model"], r["n"]) for r in json.load(open(tmp_path / "results.json"))] == [("base", 4), ("other", 3)]
 
 
-def test_hf_directory_without_tokenizer_files_is_named(tmp_path):
+def test_hf_directory_without_tokenizer_files_is_named(tmp_path, gpt2_bpe):
     hf = tiny_hf_llama("qwen2", True)
     hf.save_pretrained(tmp_path / "qwen")
     with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
