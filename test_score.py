@@ -1575,7 +1575,7 @@ def test_bad_flags_stop_at_start_naming_the_flag(flags, named, tmp_path, capsys)
 def test_context_too_small_is_found_before_training(tmp_path):
     with pytest.raises(ValueError, match="--block_size 60 is too small"):
         score.main(["--stage", "base", "--out", str(tmp_path), "--block_size", "60", "--steps", "2", "--batch", "4"])
-    assert not (tmp_path / "base.pt").exists() and not (tmp_path / "metrics.jsonl").read_text()
+    assert list(tmp_path.iterdir()) == []  # nothing written
     r = subprocess.run([sys.executable, "score.py", "--stage", "base", "--out", str(tmp_path), "--block_size", "60"],
                        cwd=HERE, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "--block_size 60 is too small" in r.stderr and "Traceback" not in r.stderr
