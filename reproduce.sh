@@ -24,7 +24,7 @@
 # stage) and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the evals.
 #
 # Variables: OUT (default out_repro), SEEDS (default "0 1 2"), JOBS (parallel jobs, default 2 = the cores),
-# QUICK=1 (a plumbing check in about 5 minutes: every step count and problem count cut ~20-fold; numbers meaningless).
+# QUICK=1 (a plumbing check in about 6 minutes: every step count and problem count cut ~20-fold; numbers meaningless).
 # Every job (the base models too) runs on one thread, so the figures do not depend on JOBS (float order does
 # depend on threads).
 # Needs matplotlib for the plots (installed here if missing; the table is written without it).

@@ -41,9 +41,9 @@ def check_context(block_size, tok, task, problems, max_new, flag="the model's bl
                          f"{max_new} tokens and the instruction needs {need} tokens")
 
 
-def load_model(path, dtype="fp32"):
+def load_model(path, dtype="fp32", with_hash=False):
     """(model, state) from our .pt checkpoint, or from a Hugging Face directory with its own tokenizer files (only
-    GPT-2 may lack them: tiktoken's GPT-2 BPE); state["hash"] identifies the weights as stored."""
+    GPT-2 may lack them: tiktoken's GPT-2 BPE). with_hash: state["hash"] identifies the weights as stored."""
     if os.path.isdir(path):
         has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
         model = GPT.from_pretrained(path)
@@ -53,7 +53,8 @@ def load_model(path, dtype="fp32"):
         state = {"tokenizer": (HFTokenizer(path) if has_tok else GPT2Tokenizer()).describe()}
     else:
         model, state = load_checkpoint(path)
-    state["hash"] = weights_hash(model)
+    if with_hash:  # only the KL reference needs it; hashing a large policy would cost seconds for nothing
+        state["hash"] = weights_hash(model)
     return model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]), state
 
 
@@ -61,7 +62,7 @@ def weights_hash(model):
     """A short content hash of the weights: which model a checkpoint was trained against, whatever its path."""
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
-        h.update(k.encode() + v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        h.update(k.encode() + v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())  # (bytes,)
     return h.hexdigest()[:16]
 
 
@@ -126,7 +127,7 @@ def resume(args, model, opt, rng, gen=None):
             fcntl.flock(f, fcntl.LOCK_EX)  # other runs may append to the same file (reproduce.sh's jobs)
             f.seek(0)
             rows = f.readlines()
-            keep = [r for r in rows if not (json.loads(r).get("name") == args.name and json.loads(r)["step"] > start)]
+            keep = [r for r in rows if not ((d := json.loads(r)).get("name") == args.name and d["step"] > start)]
             if len(keep) < len(rows):
                 f.truncate(0)
                 f.writelines(keep)

@@ -122,7 +122,8 @@ p.add_argument("--resume", action="store_true", help="continue from <out>/<name>
 def toy_task(name):
     """A toy task: its problems/corpus module, the correction instruction, the character vocabulary."""
     if name == "toy_math":
-        return SimpleNamespace(module=toy_math, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET, chat=False)
+        return SimpleNamespace(module=toy_math, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET,
+                               chat=False)
     alphabet = "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION)))  # the instruction is spelled too
     return SimpleNamespace(module=toy_code, instruction=toy_code.INSTRUCTION, alphabet=alphabet, chat=False)
 
@@ -199,9 +200,10 @@ def ended(tokens, eos_id):
 
 @torch.no_grad()
 def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, generator, y1=None, second=True):
-    """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists. Returns a dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on
-    the sampled tokens of y1 / y2 (their end-of-turn included), 0 on prompt, instruction, padding and any
-    forced end-of-turn; logp (N, T) the sampler's log-probs of the sampled tokens (0 elsewhere); y1, y2 texts.
+    """x -> y1 (sampled) -> instruction (forced) -> y2 (sampled), for a batch of prompt token lists. Returns a
+    dict: tokens (N, T) right-padded full sequences [x, y1, p, y2]; m1, m2 (N, T) float masks, 1 on the sampled
+    tokens of y1 / y2 (their end-of-turn included), 0 on prompt, instruction, padding and any forced
+    end-of-turn; logp (N, T) the sampler's log-probs of the sampled tokens (0 elsewhere); y1, y2 texts.
     y1: given first attempts (token lists) instead of sampled ones (m1 = 0 then: nothing of y1 was sampled),
     to measure correction of another model's attempts (Fig. 5). second=False: single-turn, [x, y1] only."""
     dev = next(model.parameters()).device
@@ -370,7 +372,8 @@ def train_base(args, log):
     task = args.task_
     tok = CharTokenizer(task.alphabet)
     val = task.module.problems("val", args.n_val, seed=args.seed)
-    check_context(args.block_size, tok, task, val + task.module.problems("test", args.n_test), args.max_new, "--block_size")
+    test = task.module.problems("test", args.n_test)
+    check_context(args.block_size, tok, task, val + test, args.max_new, "--block_size")
     cfg = GPTConfig(block_size=args.block_size, vocab_size=tok.vocab_size, n_layer=args.n_layer,
                     n_head=args.n_head, n_embd=args.n_embd)
     torch.manual_seed(args.seed)  # the same initial weights on every DDP rank
@@ -462,7 +465,7 @@ def train_rl(args, log):
     val = task.module.problems("val", args.n_val, seed=args.seed)
     check_context(policy.config.block_size, tok, task, train + val, args.max_new)
     ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
-    ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype)
+    ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype, with_hash=True)
     if not args.ref and state.get("ref_hash", ref_state["hash"]) != ref_state["hash"]:  # e.g. base re-trained since
         raise ValueError(f"{args.init} was trained against reference weights {state['ref_hash']}, but {ref_path} now "
                          f"holds {ref_state['hash']}; pass the right one with --ref")
@@ -484,7 +487,8 @@ def train_rl(args, log):
     meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage)  # stored with every checkpoint
     if args.master:
         print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
-              f"{args.steps} steps x {args.batch} prompts x k={args.k}" + (f" on {args.world} DDP ranks" if args.ddp else ""))
+              f"{args.steps} steps x {args.batch} prompts x k={args.k}"
+              + (f" on {args.world} DDP ranks" if args.ddp else ""))
     t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):
         for gr in opt.param_groups:

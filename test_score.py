@@ -1640,8 +1640,9 @@ def test_interrupted_saves_leave_no_temp_files(tmp_path, toy_model):
     model, tok = toy_model, None
     dead = 2 ** 22 + 12345  # above the kernel's largest pid: never a running process
     (tmp_path / f".tmp-{dead}-abc.pt").write_bytes(b"half a checkpoint")
+    (tmp_path / f".tmp-{os.getpid()}-live.pt").write_bytes(b"a save in progress")  # a live process's: kept
     save_checkpoint(str(tmp_path / "a.pt"), model, tok)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".tmp-{os.getpid()}-live.pt", "a.pt"]
 
 
 def test_resume_only_continues_the_same_run_and_metrics_keep_one_row_per_step(tmp_path):

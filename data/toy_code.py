@@ -4,9 +4,10 @@
     solution  "def f(x):return x*3+1"                  (the canonical program; any correct program scores)
     tests     [(-7, -20), (1, 4), ...]                 (n_tests hidden inputs, none of them shown)
 
-Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`; the sandbox sends back f's values
-on the hidden inputs as JSON and the caller compares them with the expected integers. Small enough for a ~1-5M parameter character-level
-GPT to solve partly: the linear family is pattern completion of two numbers; harder families need more.
+Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`; the sandbox sends back f's
+values on the hidden inputs as JSON and the caller compares them with the expected integers. Small enough
+for a ~1-5M parameter character-level GPT to solve partly: the linear family is pattern completion of two
+numbers; harder families need more.
 
 Difficulty `level` (families of f, x in DOMAIN = -9..9):
   0: x*a+b                  a in +-1..9, b in -19..19

@@ -17,7 +17,8 @@ Fixed width (4-digit operands, two-digit sums): a ~1M-parameter model learns the
   2. Checking is easier than solving. In the second attempt y1 is on the page: the carry into a column is
      the tens digit of the sum y1 wrote for the column below it ("0+9+1=10" -> the hundreds needed a carry).
      That is one lookup, while getting it right in a first attempt needs looking two or more columns ahead
-     in the prompt. Applying the lookup to the misconception's y1 solves 88% of test problems (vs 53%; python data/toy_math.py).
+     in the prompt. Applying the lookup to the misconception's y1 solves 88% of test problems
+     (vs 53%; python data/toy_math.py).
   3. No self-correction in the corpus. The second attempt copies the first (p_copy=0.5) or re-solves with
      the same error process; it never gets an oracle fix, so the greedy second attempt repeats the first.
      Random slips (p_slip=0.3: one column's carry flipped, blind to ripples) are the only way a sampled
