@@ -32,8 +32,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from model import autocast, get_device, save_checkpoint
-from runs import check_skips, load_model, logger
+from model import autocast, get_device
+from runs import check_skips, load_model, logger, save_checkpoint
 from score import common, evaluate, pack, rewards_of, sample_two_turns, sft_step, toy_task
 from tokenizer import from_description
 
@@ -121,7 +121,7 @@ def main(argv=None):
     task = toy_task(args.task)
     star = args.method.startswith("star")
     rounds = args.iterations if star else 1
-    model, state = load_model(args.init)
+    model, state = load_model(args.init, task=args.task)
     model.to(args.device)
     tok = from_description(state["tokenizer"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -150,9 +150,9 @@ def main(argv=None):
         log(dict(stage=args.method, iteration=it, **{f"val_{k}": x for k, x in v.items()}))
         if v["acc_t2"] > best:  # the checkpoint: best validation acc@t2 (departure 2), never test
             best = v["acc_t2"]
-            save_checkpoint(final, model, tok, stage=args.method, iteration=it, val_acc_t2=best)
+            save_checkpoint(final, model, tok, stage=args.method, task=args.task, iteration=it, val_acc_t2=best)
     if best < 0:  # no round kept anything: the init model is the result
-        save_checkpoint(final, model, tok, stage=args.method, iteration=0)
+        save_checkpoint(final, model, tok, stage=args.method, task=args.task, iteration=0)
     print(f"{args.method}: done in {time.time() - t0:.0f} s, best validation acc@t2 {100 * max(best, 0):.1f}%, "
           f"wrote {final}")
 

@@ -1,9 +1,9 @@
 """
 model.py: the one model class, a GPT-2 style transformer (nanoGPT's layout and names) whose config also switches
 on the Llama / Qwen2 family's pieces (each default keeps GPT-2, so old checkpoints' config dicts load unchanged);
-a KV-cached batched sampler (generate); checkpoints; Hugging Face loading (from_pretrained, in hf.py). Left
-padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are masked, so a padded
-row produces exactly the tokens it produces alone.
+a KV-cached batched sampler (generate); Hugging Face loading (from_pretrained, in hf.py); checkpoint files are
+runs.py's. Left padding: valid (B, T) marks real tokens; position ids count real tokens and padded keys are
+masked, so a padded row produces exactly the tokens it produces alone.
 
 Departures from nanoGPT / HF, numbered:
   1. No dropout: RL fine-tuning and the small runs do not use it, and sampling and training log-probs agree.
@@ -16,12 +16,8 @@ Departures from nanoGPT / HF, numbered:
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
 """
 import math
-import os
-import re
-import tempfile
-import time
-from contextlib import nullcontext, suppress
-from dataclasses import asdict, dataclass, fields
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -310,63 +306,6 @@ def sample_next(logits, temperature=1.0, top_k=None, generator=None):
     u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]  # (B, 1) in [0, total)
     # the first index whose cdf exceeds u: never a zero-probability token (its cdf equals its predecessor's)
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=cdf.shape[1] - 1)  # (B,)
-
-
-def save_checkpoint(path, model, tokenizer=None, **extra):
-    """Write {config, model weights, tokenizer description, extra} to path atomically, never non-finite weights
-    (ValueError naming the first bad tensor): a temp file .tmp-<pid>-<random>.pt in the same directory, fsynced,
-    renamed over path, so a crash leaves the old checkpoint or the new (and a temp file the next save removes)."""
-    raw = model.module if hasattr(model, "module") else model  # unwrap DDP
-    sd = raw.state_dict()
-    bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-    if bad is not None:
-        raise ValueError(f"refusing to write {path}: {bad} holds non-finite values (NaN or inf)")
-    state = {"config": asdict(raw.config), "model": sd, "tokenizer": tokenizer and tokenizer.describe(), **extra}
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    for name in os.listdir(d):  # temp files of interrupted saves: their saver has ended, or pid-less and an hour old
-        m, f = re.fullmatch(r"\.tmp-(?:(\d+)-)?.*\.pt", name), os.path.join(d, name)
-        with suppress(OSError):  # PermissionError: its saver runs, as another user; or removed meanwhile by a saver
-            if m and (_ended(int(m[1])) if m[1] else time.time() - os.path.getmtime(f) > 3600):
-                os.remove(f)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".tmp-{os.getpid()}-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def _ended(pid):
-    """Whether process pid has ended (signal 0 only checks); never where os.kill would end it instead (not POSIX)."""
-    try:
-        return os.name == "posix" and os.kill(pid, 0) is not None  # None: it runs
-    except (ProcessLookupError, OverflowError):
-        return True
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """(model, state), state holding 'tokenizer' and the extra entries saved with it. Loaded weights-only (tensors,
-    containers, strings, numbers): a file holding anything else is refused, as unpickling it could run code."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint file {path} could not be read weights-only ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise ValueError(f"checkpoint file {path} is not a checkpoint of this project (no config/model entries)")
-    model = GPT(config_from_dict(state["config"], where=path))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint file {path}: weights do not fit its config: {e}") from e
-    return model, state
 
 
 def get_device(override=None):

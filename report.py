@@ -180,7 +180,9 @@ def repro_report(out_dir, dirs):
     scal = load(dirs, "scaling.json") if all(os.path.exists(os.path.join(d, "scaling.json")) for d in dirs) else []
     curves = [[json.loads(line) for line in pathlib.Path(d, "metrics.jsonl").read_text().splitlines()] for d in dirs]
     T, top, paper_cell = stats(runs), None, lambda paper: " / ".join(f"{x:g}" for x in paper) if paper else "—"  # noqa: E731
-    L = [f"# Reproduction on the toy math task ({len(runs)} seeds, {runs[0]['base']['n']} held-out test problems, greedy)",
+    task = os.environ.get("TASK", "toy_math")  # reproduce.sh exports it; a regime is named in the title
+    L = [f"# Reproduction on the toy math task{task[8:] and ', regime ' + task[9:]} ({len(runs)} seeds, "
+         f"{runs[0]['base']['n']} held-out test problems, greedy)",
          "", "Ours: mean ± sd over seeds, points (%). Paper: Gemini 1.5 Flash on MATH500 (Tables 2 and 4); a different "
          "model and task, beside ours for the pattern, not the level.", ""]
     L += table(["method"] + list(COLUMNS.values()) + ["no edit", "paper t1 / t2 / Δ / Δi→c / Δc→i"], [[name] + (

@@ -23,20 +23,22 @@
 # Checkpoints: every RL run and every STaR iteration is scored on 300 validation problems (RL: 4 times per
 # stage) and keeps its best validation acc@t2 (score.py departure 3); the test split is read only by the evals.
 #
-# Variables: OUT (default out_repro), SEEDS (default "0 1 2"), JOBS (parallel jobs, default 2 = the cores),
+# Variables: REGIME (a toy_math regime, data/toy_math.py REGIMES; default: the default toy), OUT (default out_repro,
+# with a REGIME out_repro_<regime>), SEEDS (default "0 1 2"), JOBS (parallel jobs, default 2 = the cores),
 # QUICK=1 (a plumbing check in about 6 minutes: every step count and problem count cut ~20-fold; numbers meaningless).
 # Every job (the base models too) runs on one thread, so the figures do not depend on JOBS (float order does
 # depend on threads).
 # Needs matplotlib for the plots (installed here if missing; the table is written without it).
 set -euo pipefail
 cd "$(dirname "$0")"
-OUT="${OUT:-out_repro}"; SEEDS="${SEEDS:-0 1 2}"; JOBS="${JOBS:-2}"
+REGIME="${REGIME:-default}"; TASK=toy_math; [ "$REGIME" != default ] && TASK="toy_math_$REGIME"
+OUT="${OUT:-out_repro${TASK#toy_math}}"; SEEDS="${SEEDS:-0 1 2}"; JOBS="${JOBS:-2}"
 PY="${PYTHON:-python3}"
 # step counts: base, RL steps per stage (SCoRe's two stages; the one-stage methods get 2x), sampled attempts,
 # fine-tuning steps, validation problems, test problems, test problems of the scaling study
 B=300; S=80; A=40960; F=160; V=300; T=1000; TS=300
 [ "${QUICK:-0}" = 1 ] && { B=20; S=4; A=512; F=6; V=40; T=60; TS=20; }
-export OMP_NUM_THREADS=1 PY OUT B S A F V T TS
+export OMP_NUM_THREADS=1 PY OUT B S A F V T TS TASK
 if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; then
   "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q torch==2.13.0
   "$PY" -m pip install -q -r requirements.txt
@@ -56,8 +58,8 @@ for s in $SEEDS; do mkdir -p "$OUT/seed$s"; done
 #    inference-scaling study (section 6.3, budgets 2..16, temperature 0.7).
 job() {  # job <name> <seed>
   local d="$OUT/seed$2" t0 need=()
-  local rl=(--seed "$2" --out "$d" --batch 32 --k 4 --temperature 1.0 --eval_every $((S / 4)) --n_val $V)
-  local bl=(--seed "$2" --out "$d" --n_val $V) base="$d/base.pt"
+  local rl=(--task "$TASK" --seed "$2" --out "$d" --batch 32 --k 4 --temperature 1.0 --eval_every $((S / 4)) --n_val $V)
+  local bl=(--task "$TASK" --seed "$2" --out "$d" --n_val $V) base="$d/base.pt"
   case "$1" in
     base) ;;
     score|noshape|star_stage2) need=(base stage1) ;;
@@ -73,7 +75,7 @@ job() {  # job <name> <seed>
   done
   t0=$(date +%s)
   if ! case "$1" in
-    base)     "$PY" score.py --stage base --seed "$2" --out "$d" --steps $B --batch 128 --lr 3e-3 --warmup $((B / 10)) --n_val $V ;;
+    base)     "$PY" score.py --stage base --task "$TASK" --seed "$2" --out "$d" --steps $B --batch 128 --lr 3e-3 --warmup $((B / 10)) --n_val $V ;;
     stage1)   "$PY" score.py --stage stage1 --init "$base" "${rl[@]}" --steps $S --lr 2e-4 --beta2 1.0 ;;
     score)    "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --name score ;;
     noshape)  "$PY" score.py --stage stage2 --init "$d/stage1.pt" "${rl[@]}" --steps $S --lr 1e-4 --alpha 0 --name noshape ;;
@@ -82,9 +84,9 @@ job() {  # job <name> <seed>
     single)   "$PY" score.py --stage single --init "$base" "${rl[@]}" --steps $((2 * S)) --lr 1e-4 ;;
     star|star_plus|pair_sft|pair_sft_plus) "$PY" baselines.py --method "$1" --init "$base" "${bl[@]}" --attempts $A --sft_steps $F ;;
     star_stage2) "$PY" baselines.py --method star_stage2 --init "$d/stage1.pt" "${bl[@]}" --attempts $((A / 2)) --sft_steps $((F / 2)) ;;
-    table)    "$PY" score.py --stage eval --seed "$2" --out "$d" --fixed_y1 base --n_test $T \
+    table)    "$PY" score.py --stage eval --task "$TASK" --seed "$2" --out "$d" --fixed_y1 base --n_test $T \
                 --evaluate base,stage1,score,noshape,nostage1,mtrl,single,star,star_plus,star_stage2,pair_sft,pair_sft_plus ;;
-    scaling)  "$PY" score.py --stage eval --seed "$2" --out "$d" --evaluate base,score --scaling 16 --n_test $TS ;;
+    scaling)  "$PY" score.py --stage eval --task "$TASK" --seed "$2" --out "$d" --evaluate base,score --scaling 16 --n_test $TS ;;
   esac > "$d/$1.log" 2>&1; then
     touch "$d/$1.failed"; echo "reproduce.sh: $1 of seed $2 FAILED, see $d/$1.log"; exit 1
   fi

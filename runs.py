@@ -1,7 +1,8 @@
 """
 runs.py: the bookkeeping around score.py's algorithm, which a reader of the paper can skip: flag and context
-checks, loading a model (our .pt or a Hugging Face directory) with a hash of its weights, DDP wrapping, the
-non-finite step guard, --resume of <name>_last.pt (only of the same run), and metrics.jsonl.
+checks, checkpoint files (atomic, weights-only), loading a model (our .pt or a Hugging Face directory) with a hash
+of its weights, DDP wrapping, the non-finite step guard, --resume of <name>_last.pt (only of the same run), and
+metrics.jsonl.
 
 Guarantees (each tested): bad flags and a context too small for the task's prompts stop a run at start with
 the flag named; a non-finite loss or gradient skips the step with a warning and 3 in a row stop the run; a
@@ -14,14 +15,76 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from model import GPT, get_device, load_checkpoint
+from model import GPT, config_from_dict, get_device
 from tokenizer import GPT2Tokenizer, HFTokenizer
+
+
+def save_checkpoint(path, model, tokenizer=None, **extra):
+    """Write {config, model weights, tokenizer description, extra} to path atomically, never non-finite weights
+    (ValueError naming the first bad tensor): a temp file .tmp-<pid>-<random>.pt in the same directory, fsynced,
+    renamed over path, so a crash leaves the old checkpoint or the new (and a temp file the next save removes)."""
+    raw = model.module if hasattr(model, "module") else model  # unwrap DDP
+    sd = raw.state_dict()
+    bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"refusing to write {path}: {bad} holds non-finite values (NaN or inf)")
+    state = {"config": asdict(raw.config), "model": sd, "tokenizer": tokenizer and tokenizer.describe(), **extra}
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):  # temp files of interrupted saves: their saver has ended, or pid-less and an hour old
+        m, f = re.fullmatch(r"\.tmp-(?:(\d+)-)?.*\.pt", name), os.path.join(d, name)
+        with suppress(OSError):  # PermissionError: its saver runs, as another user; or removed meanwhile by a saver
+            if m and (_ended(int(m[1])) if m[1] else time.time() - os.path.getmtime(f) > 3600):
+                os.remove(f)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".tmp-{os.getpid()}-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def _ended(pid):
+    """Whether process pid has ended (signal 0 only checks); never where os.kill would end it instead (not POSIX)."""
+    try:
+        return os.name == "posix" and os.kill(pid, 0) is not None  # None: it runs
+    except (ProcessLookupError, OverflowError):
+        return True
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """(model, state), state holding 'tokenizer' and the extra entries saved with it. Loaded weights-only (tensors,
+    containers, strings, numbers): a file holding anything else is refused, as unpickling it could run code."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint file {path} could not be read weights-only ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"checkpoint file {path} is not a checkpoint of this project (no config/model entries)")
+    model = GPT(config_from_dict(state["config"], where=path))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint file {path}: weights do not fit its config: {e}") from e
+    return model, state
 
 
 def at_least(lo):
@@ -41,9 +104,10 @@ def check_context(block_size, tok, task, problems, max_new, flag="the model's bl
                          f"{max_new} tokens and the instruction needs {need} tokens")
 
 
-def load_model(path, dtype="fp32", with_hash=False):
+def load_model(path, dtype="fp32", with_hash=False, task=None):
     """(model, state) from our .pt checkpoint, or from a Hugging Face directory with its own tokenizer files (only
-    GPT-2 may lack them: tiktoken's GPT-2 BPE). with_hash: state["hash"] identifies the weights as stored."""
+    GPT-2 may lack them: tiktoken's GPT-2 BPE). with_hash: state["hash"] identifies the weights as stored. task: a
+    checkpoint that records another task (e.g. another toy_math regime, same characters) is refused."""
     if os.path.isdir(path):
         has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
         model = GPT.from_pretrained(path)
@@ -53,6 +117,8 @@ def load_model(path, dtype="fp32", with_hash=False):
         state = {"tokenizer": (HFTokenizer(path) if has_tok else GPT2Tokenizer()).describe()}
     else:
         model, state = load_checkpoint(path)
+        if task and state.get("task", task) != task:  # older checkpoints record none
+            raise ValueError(f"{path} was trained on --task {state['task']}, not --task {task}")
     if with_hash:  # only the KL reference needs it; hashing a large policy would cost seconds for nothing
         state["hash"] = weights_hash(model)
     return model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]), state

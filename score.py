@@ -59,9 +59,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import real, toy_code, toy_math
-from model import GPT, GPTConfig, autocast, load_checkpoint, save_checkpoint
-from runs import (at_least, check_context, check_skips, ddp_wrap, last_path, load_model, logger, resume, run_id,
-                  setup_ddp, step_if_finite)
+from model import GPT, GPTConfig, autocast
+from runs import (at_least, check_context, check_skips, ddp_wrap, last_path, load_checkpoint, load_model, logger,
+                  resume, run_id, save_checkpoint, setup_ddp, step_if_finite)
 from rewards import toy_code_rewards
 from tokenizer import CharTokenizer, from_description
 
@@ -70,8 +70,9 @@ from tokenizer import CharTokenizer, from_description
 
 
 common = argparse.ArgumentParser(add_help=False)
-common.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"], default="toy_math",
-                    help="toy_math | toy_code (data/toy_*.py, from scratch) | math | gsm8k | mbpp (data/real.py)")
+common.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"] + [
+    "toy_math_" + r for r in toy_math.REGIMES if r != "default"], default="toy_math", help="toy_math | toy_code "
+    "(data/toy_*.py, from scratch) | math | gsm8k | mbpp (data/real.py) | toy_math_<regime> (toy_math.REGIMES)")
 common.add_argument("--init", default="", help="checkpoint to start from: our .pt, or a Hugging Face GPT-2 / Llama "
                     "/ Qwen2 directory; empty = a fresh model (base)")
 common.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
@@ -121,8 +122,9 @@ p.add_argument("--resume", action="store_true", help="continue from <out>/<name>
 
 def toy_task(name):
     """A toy task: its problems/corpus module, the correction instruction, the character vocabulary."""
-    if name == "toy_math":
-        return SimpleNamespace(module=toy_math, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET,
+    if name.startswith("toy_math"):
+        module = toy_math.regime(name[9:]) if name[9:] else toy_math
+        return SimpleNamespace(module=module, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET,
                                chat=False)
     alphabet = "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION)))  # the instruction is spelled too
     return SimpleNamespace(module=toy_code, instruction=toy_code.INSTRUCTION, alphabet=alphabet, chat=False)
@@ -158,7 +160,9 @@ def final_answer(text, problem):
     grader = problem.get("grader")
     if grader == "toy_code":
         return text.strip()
-    return toy_math.answer(text) if grader is None else real.final_answer(text, problem)
+    if grader is None:  # toy math
+        return toy_math.answer(text, problem.get("regime", "default"))
+    return real.final_answer(text, problem)
 
 
 def reward(text, problem):
@@ -167,7 +171,7 @@ def reward(text, problem):
         return toy_code_rewards([problem], [text])[0]
     if grader is not None:
         return real.reward(text, problem)
-    a = toy_math.answer(text)
+    a = toy_math.answer(text, problem.get("regime", "default"))
     return float(a is not None and a == int(problem["answer"]))
 
 
@@ -403,7 +407,7 @@ def train_base(args, log):
             save_checkpoint(last_path(args), model, tok, optimizer=opt.state_dict(), step=step + 1,
                             rng=rng.getstate(), stage=args.stage, run=run_id(args))
     if args.master:
-        save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage)
+        save_checkpoint(os.path.join(args.out, args.name + ".pt"), model, tok, stage=args.stage, task=args.task)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -458,14 +462,14 @@ def rl_update(args, model, opt, s, r1, r2, ref_lp):
 
 
 def train_rl(args, log):
-    policy, state = load_model(args.init, args.dtype)
+    policy, state = load_model(args.init, args.dtype, task=args.task)
     tok = from_description(state["tokenizer"])
     task = real.for_tokenizer(args.task_, tok)
     train = task.module.problems("train", 20000, seed=args.seed)
     val = task.module.problems("val", args.n_val, seed=args.seed)
     check_context(policy.config.block_size, tok, task, train + val, args.max_new)
     ref_path = args.ref or state.get("ref") or args.init  # stage2 inherits stage1's reference (the base model)
-    ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype, with_hash=True)
+    ref, ref_state = load_model(ref_path, args.ref_dtype or args.dtype, with_hash=True, task=args.task)
     if not args.ref and state.get("ref_hash", ref_state["hash"]) != ref_state["hash"]:  # e.g. base re-trained since
         raise ValueError(f"{args.init} was trained against reference weights {state['ref_hash']}, but {ref_path} now "
                          f"holds {ref_state['hash']}; pass the right one with --ref")
@@ -484,7 +488,7 @@ def train_rl(args, log):
     if start and args.eval_every and os.path.exists(final):
         best = load_checkpoint(final)[1].get("val_acc_t2", -1.0)
     model = ddp_wrap(args, torch.compile(policy) if args.compile else policy)  # the training forward
-    meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage)  # stored with every checkpoint
+    meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage, task=args.task)  # in every checkpoint
     if args.master:
         print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
               f"{args.steps} steps x {args.batch} prompts x k={args.k}"
@@ -539,7 +543,8 @@ def run_eval(args):
     if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
         names = [args.fixed_y1] + [n for n in names if n != args.fixed_y1]
     for name in names:  # a checkpoint name in --out, or a Hugging Face directory
-        model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype)
+        model, state = load_model(name if os.path.isdir(name) else os.path.join(args.out, name + ".pt"), args.dtype,
+                                  task=args.task)
         model.to(args.device)
         tok = from_description(state["tokenizer"])
         task = real.for_tokenizer(args.task_, tok)

@@ -30,7 +30,8 @@ import sandbox
 import score  # argparse is built at import; main() parses only when called
 from data import real as data_real, toy_code, toy_math
 
-from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
+from runs import load_checkpoint, save_checkpoint
 from tokenizer import CharTokenizer, GPT2Tokenizer, from_description
 
 HERE = Path(__file__).resolve().parent
@@ -277,6 +278,39 @@ def test_toy_math_splits_disjoint_and_solver_exact():
         assert score.reward(toy_math.solve(q["terms"]), q) == 1.0
     buggy = [score.reward(toy_math.solve(q["terms"], toy_math.random.Random(0), p_bug=1.0), q) for q in test]
     assert 0.3 < sum(buggy) / len(buggy) < 0.7
+
+
+def test_toy_math_regimes_write_and_read_their_forms():
+    rng, test = toy_math.random.Random(0), toy_math.problems("test", 300)
+    for q in test:  # least significant column first: every carry is read off the sum just written, so it is exact
+        lsb = toy_math.solve_lsb(q["terms"], rng)
+        assert toy_math.answer(lsb, "route") == int(q["answer"])
+    # bare digits count only where the regime asks for them, and only in plain form
+    assert toy_math.answer("15000", "blind") == 15000 and toy_math.answer("15000") is None
+    assert toy_math.answer("015000", "blind") is None and toy_math.answer("15000,", "blind") is None
+    routes = {"default": 0, "copy": 0, "blind": 0, "route": 0}
+    for name in routes:
+        task = score.toy_task("toy_math" if name == "default" else "toy_math_" + name)
+        for _ in range(2000):
+            x, y1, y2 = task.module.corpus_example(rng)
+            assert ("=" in y1) == toy_math.REGIMES[name]["trace"] and split_ok(x)
+            routes[name] += "=" in y2 and not toy_math.REGIMES[name]["trace"]
+        q = task.module.problems("val", 1)[0]  # rewards read the regime's form from the problem
+        assert score.reward(q["answer"], q) == float(not toy_math.REGIMES[name]["trace"])
+    assert routes["blind"] == 0 and 70 < routes["route"] < 130  # 2000 x (1 - p_copy) x p_lsb = 100 expected
+
+
+def split_ok(prompt):
+    return toy_math.split_of([int(t) for t in prompt.rstrip("=").split("+")]) == "train"
+
+
+def test_checkpoint_of_another_regime_is_refused(tmp_path):
+    tok = CharTokenizer(toy_math.ALPHABET)
+    save_checkpoint(tmp_path / "base.pt", GPT(GPTConfig(vocab_size=tok.vocab_size)), tok, task="toy_math_route")
+    r = subprocess.run([sys.executable, "score.py", "--stage", "eval", "--out", str(tmp_path), "--evaluate", "base",
+                        "--n_test", "4"], capture_output=True, text=True)
+    assert r.returncode != 0 and "trained on --task toy_math_route, not --task toy_math" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "results.json").exists()
 
 
 def test_base_corpus_never_contains_held_out_problems():

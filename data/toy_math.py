@@ -31,6 +31,7 @@ Try it:  python data/toy_math.py
 import hashlib
 import random
 import re
+from types import SimpleNamespace
 
 INSTRUCTION = "\nrecheck:\n"  # the fixed correction instruction between the turns (toy stand-in for the paper's)
 ALPHABET = "0123456789+=," + INSTRUCTION  # every character problems, attempts and the instruction use
@@ -44,6 +45,13 @@ def split_of(terms):
 
 WIDTH = 4  # operand width in digits: two 4-digit operands, one column per digit
 P_NINE = 0.5  # chance that a column's digits sum to exactly 9 (where ripple carries pass); else they carry
+# Regimes (--task toy_math_<name>), candidates for a toy on which fine-tuning fails (docs/reproduce.md): are attempts
+# column traces or bare digits; how often the corpus's y2 copies y1; how often a re-solved y2 goes least
+# significant column first (never a first attempt), without slips unless lsb_slips
+REGIMES = {"default": dict(trace=True, p_copy=0.5, p_lsb=0.0), "copy": dict(trace=True, p_copy=0.9, p_lsb=0.0),
+           "blind": dict(trace=False, p_copy=0.5, p_lsb=0.0), "route": dict(trace=False, p_copy=0.5, p_lsb=0.1),
+           "route_slips": dict(trace=False, p_copy=0.5, p_lsb=0.1, lsb_slips=True),
+           "route20": dict(trace=False, p_copy=0.5, p_lsb=0.2), "route30": dict(trace=False, p_copy=0.5, p_lsb=0.3)}
 
 
 def make_problem(terms):
@@ -102,27 +110,56 @@ def solve(terms, rng=None, p_bug=0.0, p_slip=0.0):
     return ",".join(steps)
 
 
-def answer(text):
-    """The integer an attempt spells, or None: the first column's two-digit sum, then the units of the rest."""
-    sums = re.findall(r"=(\d\d)(?:,|$)", text)
-    if len(sums) != WIDTH or not re.fullmatch(r"(\d\+\d\+\d=\d\d,){%d}\d\+\d\+\d=\d\d" % (WIDTH - 1), text):
-        return None
+def solve_lsb(terms, rng, p_slip=0.0):
+    """An attempt least significant column first (the regimes' second route): each carry is read off the sum just
+    written, so only a slip (p_slip: one column's carry flipped) makes it wrong."""
+    cols, c, steps = true_carries(terms)[0], 0, []
+    slip = rng.randrange(1, WIDTH) if rng.random() < p_slip else -1  # the units column has no carry to flip
+    for j, col in enumerate(reversed(cols)):
+        c = 1 - c if j == slip else c
+        steps.append("+".join(map(str, col)) + f"+{c}={sum(col) + c:02d}")
+        c = (sum(col) + c) // 10
+    return ",".join(steps)
+
+
+def answer(text, regime="default"):
+    """The integer an attempt spells, or None: the first column's two-digit sum, then the units of the rest.
+    A regime without traces also takes the bare digits, and a trace least significant column first."""
+    col = r"\d\+\d\+\d=\d\d"
+    if not re.fullmatch(r"(%s,){%d}%s" % (col, WIDTH - 1, col), text):
+        ok = not REGIMES[regime]["trace"] and re.fullmatch(r"[1-9]\d{0,%d}" % WIDTH, text)
+        return int(text) if ok else None
+    sums = re.findall(r"=(\d\d)", text)
+    if not REGIMES[regime]["trace"]:  # least significant column first
+        sums = sums[::-1]
     return int(sums[0] + "".join(s[1] for s in sums[1:]))
 
 
-def corpus_example(rng):
+def corpus_example(rng, regime="default"):
     """(prompt, y1, y2) of a random train problem: one sequence of the base model's corpus."""
     terms = sample_terms(rng)
     while split_of(terms) != "train":  # never a validation or test problem
         terms = sample_terms(rng)
-    return (make_problem(terms)["prompt"], *corpus_pair(terms, rng))
+    return (make_problem(terms)["prompt"], *corpus_pair(terms, rng, regime=regime))
 
 
-def corpus_pair(terms, rng, p_bug=1.0, p_slip=0.3, p_copy=0.5):
-    """(y1, y2) of the imperfect solver: y2 copies y1 or re-solves with the same error process."""
-    y1 = solve(terms, rng, p_bug, p_slip)
-    y2 = y1 if rng.random() < p_copy else solve(terms, rng, p_bug, p_slip)
-    return y1, y2
+def corpus_pair(terms, rng, p_bug=1.0, p_slip=0.3, regime="default"):
+    """(y1, y2) of the imperfect solver: y2 copies y1 or re-solves with the same error process (a regime's
+    p_lsb: or least significant column first, a route that does not need the look-ahead)."""
+    R = REGIMES[regime]
+    write = (lambda t: t) if R["trace"] else (lambda t: str(answer(t)))  # no trace: the answer's digits alone
+    y1 = write(solve(terms, rng, p_bug, p_slip))
+    if rng.random() < R["p_copy"]:
+        return y1, y1
+    if R["p_lsb"] and rng.random() < R["p_lsb"]:
+        return y1, solve_lsb(terms, rng, p_slip if R.get("lsb_slips") else 0.0)
+    return y1, write(solve(terms, rng, p_bug, p_slip))
+
+
+def regime(name):
+    """The task's problems and corpus under a regime, for score.py's --task toy_math_<name>."""
+    return SimpleNamespace(problems=lambda split, n, seed=0: [dict(q, regime=name) for q in problems(split, n, seed)],
+                           corpus_example=lambda rng: corpus_example(rng, name))
 
 
 if __name__ == "__main__":

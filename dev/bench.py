@@ -21,7 +21,8 @@ import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the project's modules
 import score  # noqa: E402
-from model import GPT, autocast, get_device, load_checkpoint  # noqa: E402
+from model import GPT, autocast, get_device  # noqa: E402
+from runs import load_checkpoint  # noqa: E402
 from tokenizer import CharTokenizer, from_description  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
