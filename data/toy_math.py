@@ -26,6 +26,14 @@ Fixed width (4-digit operands, two-digit sums): a ~1M-parameter model learns the
   4. Held out by identity: a problem's split is a hash of its unordered operands, so no test problem (nor
      its commuted twin) is in the base corpus or the RL prompts.
 
+Regimes (--task toy_math_<name>, REGIME=<name> bash reproduce.sh), candidates for a toy on which fine-tuning
+on self-generated corrections fails and RL does not (on the default toy both learn the lookup). The route
+regimes write attempts as the answer's digits alone ("14900": nothing to check, so a changed answer can break
+a right one), and a re-solved y2 goes least significant column first with chance p_lsb (never a first
+attempt): a route that needs no look-ahead, rare in the corpus, which RL's reward could find and imitation's
+frequencies would not. Measured (docs/reproduce.md): route20 separated SCoRe on a one-seed screen but not in
+the 3-seed run, where Stage II collapsed to equal turns; the default toy remains the one the README reports.
+
 Try it:  python data/toy_math.py
 """
 import hashlib
