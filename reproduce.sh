@@ -43,6 +43,8 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
   "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q torch==2.13.0
   "$PY" -m pip install -q -r requirements.txt
 fi
+"$PY" -c "import sys; from data.toy_math import REGIMES as R; r = sys.argv[1]; r in R or sys.exit(
+f'reproduce.sh: REGIME={r} is not a regime of data/toy_math.py (one of: {\", \".join(R)})')" "$REGIME"
 "$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q matplotlib || echo "reproduce.sh: no matplotlib, no plots"
 start=$(date +%s)
 mkdir -p "$OUT"
