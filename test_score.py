@@ -4,7 +4,8 @@ test_score.py: the project's test suite (pytest). Run from the repo root:  pytho
 Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers, the toy math task and the SCoRe
 objectives (sampler masks, RLOO, credits, an end-to-end run with resume), then the graders of rewards.py
 (math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code),
-and last DDP (two gloo processes against one).
+DDP (two gloo processes against one), and later issues' checks; the last section exports checkpoints
+as Hugging Face directories (hf.py --export) and loads them back with transformers and GPT.from_pretrained.
 transformers is the test-time
 reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) skip with the reason when it
 is absent, as on a user's clone.
