@@ -1,12 +1,19 @@
 """
-hf.py: Hugging Face GPT-2 / Llama / Qwen2 checkpoints for model.py's GPT.from_pretrained (a reader may skip it):
-config.json -> GPTConfig, or a ValueError naming what GPT does not do (model.py's departure 3, GPT-2's other
-activations and attention options); one key table from HF tensor names to ours or row blocks of our fused ones;
-weights read weights-only from model.safetensors, pytorch_model.bin or their shards, local or from the hub.
+hf.py: Hugging Face GPT-2 / Llama / Qwen2 checkpoints for model.py's GPT.from_pretrained, and back (a reader may
+skip it): config.json -> GPTConfig, or a ValueError naming what GPT does not do (model.py's departure 3, GPT-2's
+other activations and attention options); one key table from HF tensor names to ours or row blocks of our fused
+ones; weights read weights-only from model.safetensors, pytorch_model.bin or their shards, local or from the hub.
+export() is the inverse through the same table and config(): our .pt -> config.json (gpt2, or llama / qwen2 for
+RoPE models), model.safetensors (q/k/v and gate/up split back; a tied lm_head not written, as HF saves it) and
+the tokenizer: the files of the HF directory the checkpoint started from, or a description of ours (transformers
+cannot load the toy character tokenizer). A config HF cannot express is refused, naming the fields.
 Try it:  python -c "from model import GPT; print(GPT.from_pretrained('path/to/Qwen2.5-0.5B-Instruct').config)"
+         python hf.py --export out_small/score.pt --out out_small/score-hf
 """
 import json
 import os
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -130,3 +137,152 @@ def read_weights(path):
                       else torch.load(os.path.join(path, s), map_location="cpu", weights_only=True))
         return sd
     raise FileNotFoundError(f"{path} has no model.safetensors or pytorch_model.bin (nor a sharded index of either)")
+
+
+# what export copies from the HF directory a checkpoint started from: its tokenizer and its generation defaults
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json", "generation_config.json")
+NOT_LOADABLE = "none: transformers cannot load this model's tokenizer; see tokenizer_description.json"
+ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
+
+def export(path, out_dir, force=False):
+    """Our .pt checkpoint -> the Hugging Face directory out_dir, whole or not at all: written into a temp directory
+    beside it, then renamed. A non-empty out_dir is replaced only with force, and only if it holds a config.json
+    (an earlier export): force never deletes a folder that is not a model's. Returns config.json's dict."""
+    from model import GPT  # here, not at the top: model.py imports this module
+    from runs import load_checkpoint
+    out = os.path.abspath(out_dir)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a .pt checkpoint (a Hugging Face directory needs no export)")
+    full = os.path.isdir(out) and bool(os.listdir(out))
+    problems = [p for p, bad in [
+        (f"--out {out_dir} exists and is not a directory", os.path.exists(out) and not os.path.isdir(out)),
+        (f"--out {out_dir} is not empty; pass --force to replace it", full and not force),
+        (f"--out {out_dir} holds no config.json, so it is no earlier export; --force will not delete it",
+         full and not os.path.isfile(os.path.join(out, "config.json"))),
+        (f"{path} lies inside --out {out_dir}, which the export replaces",
+         os.path.abspath(path).startswith(out + os.sep))] if bad]
+    if problems:
+        raise FileExistsError(problems[0])
+    try:
+        model, state = load_checkpoint(path)
+    except ValueError as e:
+        raise ValueError(one_line(e)) from e
+    sd = model.state_dict()
+    bad = next((k for k, v in sd.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{path}: {bad} holds non-finite values (NaN or inf); refusing to export it")
+    cfg, (files, desc, token_ids) = hf_config(model.config, path), tokenizer_files(path, state.get("tokenizer"))
+    cfg.update(token_ids)
+    # the key table of loading, read backwards: each HF tensor is our tensor, or a row block of a fused one
+    tensors = {k: (sd[ours][row:row + n].t() if transpose else sd[ours][row:row + n]).clone(
+        memory_format=torch.contiguous_format) for k, (ours, row, n, transpose) in
+        key_table(GPT, model.config, cfg["model_type"]).items()}
+    from safetensors.torch import save_file
+    tmp = os.path.join(os.path.dirname(out), f".tmp-export-{os.getpid()}-{os.urandom(4).hex()}")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.mkdir(tmp)  # the umask's permissions (mkdtemp's are 0700)
+    try:
+        Path(tmp, "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        shutil.copymode(os.path.join(tmp, "config.json"), os.path.join(tmp, "model.safetensors"))  # not 0600
+        for f in files:
+            shutil.copyfile(f, os.path.join(tmp, os.path.basename(f)))
+        if desc:  # and a tokenizer class that does not exist: AutoTokenizer would build an empty GPT-2 one, silently
+            Path(tmp, "tokenizer_description.json").write_text(json.dumps(desc, indent=2, ensure_ascii=False) + "\n")
+            Path(tmp, "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": NOT_LOADABLE}) + "\n")
+        if os.path.isdir(out):  # empty, or an earlier export (force): moved aside, deleted once the new one is in
+            os.rename(out, tmp + "-old")
+        os.rename(tmp, out)
+    except BaseException:
+        if os.path.isdir(tmp + "-old") and not os.path.exists(out):
+            os.rename(tmp + "-old", out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp + "-old", ignore_errors=True)
+    return cfg
+
+
+def one_line(e):
+    """The message of e on one line. torch's weights-only refusal is paragraphs of advice around the line that says
+    why ("Unsupported operand 110", "unsupported GLOBAL posix.system"): that line is kept, the advice dropped."""
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    if len(lines) > 2 and "Weights only load failed" in lines[0]:
+        return lines[0].split("Weights only load failed")[0] + lines[-2] + ")"
+    return " ".join(lines)
+
+
+def hf_config(c, where):
+    """config.json's dict of GPTConfig c: gpt2 without RoPE, else qwen2 (q/k/v biases only) or llama. config() must
+    read it back as c (up to fields that change nothing); else a ValueError names each field HF's family changes."""
+    mt = "gpt2" if not c.rope else "qwen2" if c.qkv_bias and not c.bias else "llama"
+    if mt == "gpt2":  # no dropout: model.py's departure 1
+        d = dict(n_positions=c.block_size, n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                 n_inner=c.intermediate_size or None, layer_norm_epsilon=c.layer_norm_epsilon,
+                 activation_function="gelu_new", attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0)
+    else:
+        d = dict(max_position_embeddings=c.block_size, num_hidden_layers=c.n_layer, num_attention_heads=c.n_head,
+                 num_key_value_heads=c.n_kv_head or c.n_head, hidden_size=c.n_embd, head_dim=c.n_embd // c.n_head,
+                 intermediate_size=c.intermediate_size or 4 * c.n_embd, rms_norm_eps=c.layer_norm_epsilon,
+                 rope_theta=c.rope_theta, hidden_act="silu",
+                 **({"use_sliding_window": False} if mt == "qwen2" else {"attention_bias": False, "mlp_bias": False}))
+    d = dict(architectures=[ARCHITECTURES[mt]], model_type=mt, vocab_size=c.vocab_size, **d,
+             tie_word_embeddings=c.tie_word_embeddings, torch_dtype="float32")
+    ours, back = canonical(c), canonical(config(d, where))
+    diff = [f"{k}={v!r} ({mt} has {back[k]!r})" for k, v in ours.items() if back[k] != v]
+    if diff:
+        raise ValueError(f"{where}: a config Hugging Face cannot express: as model_type {mt!r} it would change "
+                         + ", ".join(diff))
+    return d
+
+
+def canonical(c):
+    """GPTConfig c as a dict, defaults spelled out and fields that change nothing (an unused rope_theta) dropped."""
+    return {**asdict(c), "n_kv_head": c.n_kv_head or c.n_head, "intermediate_size": c.intermediate_size or 4 * c.n_embd,
+            "qkv_bias": c.qkv_bias and not c.bias, "rope_theta": c.rope_theta if c.rope else None}
+
+
+def tokenizer_files(path, tok):
+    """(files to copy, tokenizer_description.json's dict or None, config.json's token ids) for the tokenizer a
+    checkpoint describes. Only an HF directory's tokenizer is one transformers loads; ours are described."""
+    from tokenizer import CharTokenizer
+    kind = (tok or {}).get("kind")
+    if kind == "hf":  # trained from an HF directory: its files, and its config.json's token ids
+        src = tok["path"]
+        if not os.path.isdir(src):
+            raise FileNotFoundError(f"{path} was trained with the tokenizer of {src}, which no longer exists; "
+                                    f"the export copies its files: put the directory back there")
+        cfg = json.loads(Path(src, "config.json").read_text()) if os.path.isfile(Path(src, "config.json")) else {}
+        return ([os.path.join(src, f) for f in TOKENIZER_FILES if os.path.isfile(os.path.join(src, f))], None,
+                {k: cfg[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in cfg})
+    if kind == "char":
+        t = CharTokenizer(tok["alphabet"])
+        return [], {**tok, "vocab": ["<pad>", "<eot>", *t.alphabet], "note": (
+            "score-minimal's toy character tokenizer (tokenizer.py CharTokenizer): id 0 is <pad>, 1 <eot> (end of "
+            "turn), then one id per character of the alphabet, in order (the vocab list above). transformers cannot "
+            "load it, so this directory has no tokenizer files; encode with score-minimal's tokenizer.py: "
+            "from_description(json.load(open('tokenizer_description.json')))")}, dict(
+            bos_token_id=t.eos_id, eos_token_id=t.eos_id, pad_token_id=t.pad_id)
+    if kind == "tiktoken":  # an HF GPT-2 directory without tokenizer files: tiktoken's GPT-2 BPE
+        return [], {**tok, "note": (
+            "GPT-2's BPE (tiktoken's 'gpt2' encoding), the tokenizer of the hub's openai-community/gpt2: "
+            "AutoTokenizer.from_pretrained('openai-community/gpt2'). The checkpoint started from a GPT-2 directory "
+            "without tokenizer files, so none are written here")}, dict(bos_token_id=50256, eos_token_id=50256)
+    return [], {"kind": None, "note": f"the checkpoint records no tokenizer ({tok!r})"}, dict.fromkeys(
+        ("bos_token_id", "eos_token_id", "pad_token_id"))  # None: not GPT2Config's default 50256
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(description="Export our .pt checkpoint as a Hugging Face directory (hf.py docstring).")
+    p.add_argument("--export", required=True, metavar="CHECKPOINT.pt", help="a checkpoint written by score.py")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (it must not hold files)")
+    p.add_argument("--force", action="store_true", help="replace DIR, an earlier export, if it is not empty")
+    a = p.parse_args()
+    try:
+        c = export(a.export, a.out, a.force)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it, no traceback
+        raise SystemExit(f"hf.py: error: {one_line(e)}")
+    print(f"hf.py: wrote {a.out} ({c['model_type']}); try: python -c \"from transformers import "
+          f"AutoModelForCausalLM as M; print(M.from_pretrained('{a.out}'))\"")

@@ -105,16 +105,19 @@ def check_context(block_size, tok, task, problems, max_new, flag="the model's bl
 
 
 def load_model(path, dtype="fp32", with_hash=False, task=None):
-    """(model, state) from our .pt checkpoint, or from a Hugging Face directory with its own tokenizer files (only
-    GPT-2 may lack them: tiktoken's GPT-2 BPE). with_hash: state["hash"] identifies the weights as stored. task: a
-    checkpoint that records another task (e.g. another toy_math regime, same characters) is refused."""
+    """(model, state) from our .pt checkpoint, or from a Hugging Face directory with its own tokenizer files (or
+    hf.py's tokenizer_description.json; only GPT-2 may lack both: tiktoken's GPT-2 BPE). with_hash: state["hash"]
+    identifies the weights as stored. task: a checkpoint that records another task (e.g. another toy_math regime,
+    same characters) is refused."""
     if os.path.isdir(path):
         has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
+        ours = os.path.join(path, "tokenizer_description.json")  # hf.py's export of a model with our tokenizer
         model = GPT.from_pretrained(path)
-        if not has_tok and model.config.rope:  # a Llama/Qwen2 on GPT-2's ids would be garbage, silently
+        if not has_tok and model.config.rope and not os.path.isfile(ours):  # GPT-2's ids would be garbage, silently
             raise FileNotFoundError(f"{path} has no tokenizer.json (nor vocab.json + merges.txt); only a GPT-2 "
                                     f"directory may go without (it gets tiktoken's GPT-2 BPE)")
-        state = {"tokenizer": (HFTokenizer(path) if has_tok else GPT2Tokenizer()).describe()}
+        state = {"tokenizer": HFTokenizer(path).describe() if has_tok else json.load(open(ours))
+                 if os.path.isfile(ours) else GPT2Tokenizer().describe()}
     else:
         model, state = load_checkpoint(path)
         if task and state.get("task", task) != task:  # older checkpoints record none

@@ -4,7 +4,8 @@ test_score.py: the project's test suite (pytest). Run from the repo root:  pytho
 Sections: model (HF parity, sampler, checkpoints, bad input), tokenizers, the toy math task and the SCoRe
 objectives (sampler masks, RLOO, credits, an end-to-end run with resume), then the graders of rewards.py
 (math extraction/equivalence, the code sandbox against adversarial programs, real-data loaders, toy code),
-and last DDP (two gloo processes against one).
+DDP (two gloo processes against one), and later issues' checks; the last section exports checkpoints
+as Hugging Face directories (hf.py --export) and loads them back with transformers and GPT.from_pretrained.
 transformers is the test-time
 reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) skip with the reason when it
 is absent, as on a user's clone.
@@ -1721,3 +1722,155 @@ def test_hf_directory_without_tokenizer_files_is_named(tmp_path, gpt2_bpe):
         score.load_model(str(tmp_path / "qwen"))
     tiny_hf_gpt2().save_pretrained(tmp_path / "gpt2")  # GPT-2 alone keeps tiktoken's GPT-2 BPE
     assert score.load_model(str(tmp_path / "gpt2"))[1]["tokenizer"] == {"kind": "tiktoken", "name": "gpt2"}
+
+
+# ---- issue 23: export to a Hugging Face directory (hf.py --export), the inverse of GPT.from_pretrained
+
+
+def _export_parity(ours, out, x):
+    """max |logits diff| between our model and transformers' AutoModelForCausalLM loaded from the export."""
+    back = pytest.importorskip("transformers").AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        return back, (back(x).logits - ours(x)).abs().max().item()
+
+
+@pytest.mark.parametrize("kind,tie", [("gpt2", True), ("llama", False), ("qwen2", True)],
+                         ids=["gpt2-tied", "llama-gqa-untied", "qwen2-bias-tied"])
+def test_export_round_trip_through_transformers(kind, tie, tmp_path):
+    """Our checkpoint -> hf.export -> transformers gives our logits; the written tensors are bit for bit the ones
+    transformers itself saved (q/k/v and gate/up split back, Conv1D transposed, a tied lm_head not written), and
+    GPT.from_pretrained of the export gives back identical tensors. Each kind has a different stored tokenizer:
+    GPT-2 tiktoken's BPE (described), Llama none (said so), Qwen2 an HF directory's (its files copied)."""
+    import hf
+    from safetensors.torch import load_file
+    from tokenizer import HFTokenizer
+    transformers = pytest.importorskip("transformers")
+    src, out = tmp_path / "src", tmp_path / "out"
+    (tiny_hf_gpt2() if kind == "gpt2" else tiny_hf_llama(kind, tie, vocab=640)).save_pretrained(src)
+    if kind == "qwen2":
+        train_bpe(src, "qwen2", vocab_size=600)
+    ours = GPT.from_pretrained(str(src)).eval()
+    gpt2_bpe = type("GPT2BPE", (), {"describe": lambda self: {"kind": "tiktoken", "name": "gpt2"}})()  # no files
+    tok = HFTokenizer(str(src)) if kind == "qwen2" else gpt2_bpe if kind == "gpt2" else None
+    save_checkpoint(tmp_path / "c.pt", ours, tok, step=7)
+    cfg = hf.export(str(tmp_path / "c.pt"), str(out))
+    x = torch.randint(0, 211, (3, 40), generator=torch.Generator().manual_seed(1))
+    back, diff = _export_parity(ours, out, x)
+    print(f"export {kind}: max |logits diff| {diff:.2e}")
+    assert diff < 1e-4, diff
+    assert type(back).__name__ == hf.ARCHITECTURES[kind] and cfg["model_type"] == kind
+    assert back.config.tie_word_embeddings == tie and (back.lm_head.weight is back.get_input_embeddings().weight) == tie
+    theirs, written = load_file(src / "model.safetensors"), load_file(out / "model.safetensors")
+    assert sorted(written) == sorted(theirs) and ("lm_head.weight" in written) == (not tie)
+    assert all(torch.equal(written[k], theirs[k]) for k in theirs)
+    again = GPT.from_pretrained(str(out))
+    assert again.config == ours.config
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in ours.state_dict().items())
+    desc = json.loads((out / "tokenizer_description.json").read_text()) if kind != "qwen2" else None
+    if kind == "gpt2":
+        assert desc["kind"] == "tiktoken" and "openai-community/gpt2" in desc["note"] and cfg["eos_token_id"] == 50256
+    if kind == "llama":
+        assert desc["kind"] is None and "records no tokenizer" in desc["note"] and cfg["eos_token_id"] is None
+    if kind == "qwen2":  # the tokenizer files travel: transformers' tokenizer of the export is the one trained on
+        assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"} <= {
+            p.name for p in out.iterdir()}
+        text = "What is $1+1$? Final Answer: 2<|im_end|>"
+        assert transformers.AutoTokenizer.from_pretrained(out)(text, add_special_tokens=False)["input_ids"] == \
+            tok.encode(text) == HFTokenizer(str(out)).encode(text)
+        model, state = score.load_model(str(out))  # and the export is an --init for score.py
+        assert state["tokenizer"] == {"kind": "hf", "path": str(out)}
+    else:  # no tokenizer transformers could load: AutoTokenizer fails rather than build an empty GPT-2 one
+        with pytest.raises(ValueError):
+            transformers.AutoTokenizer.from_pretrained(out)
+
+
+def test_export_toy_checkpoint_from_score_py(tmp_path):
+    """A toy checkpoint written by score.py's base stage exports as GPT-2 that transformers runs with our logits;
+    its character tokenizer is described (transformers cannot load it), and score.py reads the export back."""
+    import hf
+    base = _tiny_base(tmp_path / "run")
+    ours, state = load_checkpoint(base)
+    cfg = hf.export(base, str(tmp_path / "hf"))
+    desc = json.loads((tmp_path / "hf" / "tokenizer_description.json").read_text())
+    tok = from_description(desc)
+    assert desc["kind"] == "char" and "transformers cannot load it" in desc["note"]
+    assert desc["vocab"][:2] == ["<pad>", "<eot>"] and len(desc["vocab"]) == tok.vocab_size == cfg["vocab_size"]
+    assert (cfg["model_type"], cfg["eos_token_id"], cfg["pad_token_id"]) == ("gpt2", tok.eos_id, tok.pad_id)
+    prompts = [q["prompt"] for q in toy_math.problems("test", 3, seed=0)]
+    x = torch.tensor([tok.encode(p)[:12] for p in prompts])
+    _, diff = _export_parity(ours.eval(), tmp_path / "hf", x)
+    print(f"export toy: max |logits diff| {diff:.2e}")
+    assert diff < 1e-4, diff
+    model, st = score.load_model(str(tmp_path / "hf"))
+    assert st["tokenizer"]["alphabet"] == state["tokenizer"]["alphabet"] and model.config == ours.config
+
+
+def test_export_refuses_bad_input_and_leaves_nothing_partial(tmp_path, monkeypatch):
+    """A non-checkpoint, a non-finite checkpoint, a config HF cannot express, an occupied --out (without --force;
+    with it only an earlier export), a crash mid-write: each a one-line error naming the problem, and the target
+    as it was, no temp directory beside it. From the command line: one line, no traceback."""
+    import hf
+    tok = CharTokenizer("0123456789+-=\n")
+    m = GPT(GPTConfig(block_size=32, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16))
+    ok, out = str(tmp_path / "ok.pt"), tmp_path / "out"
+    save_checkpoint(ok, m, tok)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
+    sd = {k: v.clone() for k, v in m.state_dict().items()}
+    sd["transformer.h.0.mlp.c_fc.weight"][0, 0] = float("nan")
+    torch.save({"config": {**m.config.__dict__}, "model": sd, "tokenizer": tok.describe()}, tmp_path / "nan.pt")
+    for cfg in (GPTConfig(block_size=32, vocab_size=16, n_layer=1, n_head=2, n_embd=16, rope=True),
+                GPTConfig(block_size=32, vocab_size=16, n_layer=1, n_head=2, n_embd=16, n_kv_head=1)):
+        save_checkpoint(tmp_path / f"odd{int(cfg.rope)}.pt", GPT(cfg), tok)
+
+    def refused(path, match, err=ValueError, **kw):
+        before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.exists()
+        with pytest.raises(err, match=match) as e:
+            hf.export(str(path), str(out), **kw)
+        assert "\n" not in str(e.value)
+        assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.exists()) == before
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-export")]
+
+    refused(tmp_path / "junk.pt", "junk.pt could not be read weights-only")
+    refused(tmp_path / "other.pt", "is not a checkpoint of this project")
+    refused(tmp_path / "missing.pt", "does not exist", FileNotFoundError)
+    refused(tmp_path, "is a directory, not a .pt checkpoint")
+    refused(tmp_path / "nan.pt", r"nan.pt: transformer.h.0.mlp.c_fc.weight holds non-finite values")
+    refused(tmp_path / "odd1.pt", r"cannot express: as model_type 'llama' it would change bias=True \(llama has "
+                                  r"False\), rmsnorm=False \(llama has True\), swiglu=False")
+    refused(tmp_path / "odd0.pt", r"as model_type 'gpt2' it would change n_kv_head=1 \(gpt2 has 2\)")
+    gone = type("Gone", (), {"describe": lambda self: {"kind": "hf", "path": str(tmp_path / "gone")}})()
+    save_checkpoint(tmp_path / "gone.pt", m, gone)  # trained from an HF directory since deleted
+    refused(tmp_path / "gone.pt", "trained with the tokenizer of .*gone, which no longer exists", FileNotFoundError)
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    refused(ok, "out is not empty; pass --force", FileExistsError)
+    refused(ok, "holds no config.json, so it is no earlier export; --force will not delete it", FileExistsError,
+            force=True)
+    (out / "notes.txt").unlink()
+    hf.export(ok, str(out))  # an empty directory is fine
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == ["config.json", "model.safetensors", "tokenizer_config.json", "tokenizer_description.json"]
+    refused(ok, "not empty; pass --force", FileExistsError)
+    import safetensors.torch
+
+    def crash(tensors, path, metadata=None):  # half a file written, then the disk is full
+        Path(path).write_bytes(b"half")
+        raise OSError("No space left on device")
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    refused(ok, "No space left", OSError, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # the earlier export, untouched
+    monkeypatch.undo()
+    cfg = hf.export(ok, str(out), force=True)  # replaces the earlier export whole
+    assert cfg["model_type"] == "gpt2" and {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    (out / "inside.pt").write_bytes(Path(ok).read_bytes())
+    refused(out / "inside.pt", "lies inside --out", FileExistsError, force=True)
+    for args, named in [(["--export", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "x")], "could not be read"),
+                        (["--export", ok, "--out", str(out)], "is not empty; pass --force")]:
+        r = subprocess.run([sys.executable, "hf.py", *args], cwd=HERE, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1 and r.stderr.startswith("hf.py: error: ") and named in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+    r = subprocess.run([sys.executable, "hf.py", "--export", ok, "--out", str(out), "--force"], cwd=HERE,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and f"wrote {out} (gpt2)" in r.stdout, r.stderr
