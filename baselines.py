@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from model import autocast, get_device
-from runs import check_skips, load_model, logger, save_checkpoint
+from runs import check_skips, load_model, logger, one_writer, save_checkpoint
 from score import common, evaluate, pack, rewards_of, sample_two_turns, sft_step, toy_task
 from tokenizer import from_description
 
@@ -117,7 +117,7 @@ def main(argv=None):
                 f"--init {args.init!r}")
     args.name = args.name or args.method
     args.device = get_device(args.device or None)
-    os.makedirs(args.out, exist_ok=True)
+    one_writer(args.out, args.name)  # refuses if another run writes this name into --out
     task = toy_task(args.task)
     star = args.method.startswith("star")
     rounds = args.iterations if star else 1
@@ -158,4 +158,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as e:  # bad input, a run in the way, a failed write: the message names it
+        raise SystemExit(f"baselines.py: error: {e}")

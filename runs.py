@@ -2,13 +2,16 @@
 runs.py: the bookkeeping around score.py's algorithm, which a reader of the paper can skip: flag and context
 checks, checkpoint files (atomic, weights-only), loading a model (our .pt or a Hugging Face directory) with a hash
 of its weights, DDP wrapping, the non-finite step guard, --resume of <name>_last.pt (only of the same run), and
-metrics.jsonl.
+metrics.jsonl, and the lock that gives a run directory one writer per name.
 
 Guarantees (each tested): bad flags and a context too small for the task's prompts stop a run at start with
 the flag named; a non-finite loss or gradient skips the step with a warning and 3 in a row stop the run; a
 resumed run continues only its own _last.pt (stage, task, init, ref, seed, hyperparameters; --steps may grow)
 and metrics.jsonl keeps one row per step of each name across a resume; Stage II's inherited reference must
-have the weights Stage I was trained against (its hash is stored with every checkpoint).
+have the weights Stage I was trained against (its hash is stored with every checkpoint); a second run of the same
+--out and --name (or a shell script into an --out where a run is writing) refuses at start, naming the first: it
+holds <out>/<name>.lock (fcntl.flock, dropped by the kernel when its process ends, so a killed run blocks nothing).
+Shells take theirs with `python runs.py FD OUT`, FD an open descriptor of the script's lock file.
 """
 import argparse
 import fcntl
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -54,10 +58,22 @@ def save_checkpoint(path, model, tokenizer=None, **extra):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, (OSError, RuntimeError)):  # torch.save reports a failed write as "unexpected pos"
+            raise OSError(f"could not write checkpoint {path}: {_write_error(d) or e}") from e
         raise
+
+
+def _write_error(d):
+    """The OS error a write in directory d gets now (a full disk, a file-size limit), or None."""
+    try:
+        with tempfile.TemporaryFile(dir=d) as f:
+            f.write(b"\0" * 2 ** 20)
+            f.flush()
+    except OSError as e:
+        return e
 
 
 def _ended(pid):
@@ -85,6 +101,41 @@ def load_checkpoint(path, map_location="cpu"):
     except RuntimeError as e:
         raise ValueError(f"checkpoint file {path}: weights do not fit its config: {e}") from e
     return model, state
+
+
+_held = {}  # this process's lock files, open for its whole life (closing one would drop its lock)
+
+
+def _lock(fd, path, what):
+    """Take the lock of fd (path, open), or BlockingIOError naming its holder as the holder wrote it in the file."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        who = os.pread(fd, 2000, 0).decode(errors="replace").strip() or "a process that has not written its name yet"
+        raise BlockingIOError(f"{path} is held by {who}: {what}; wait for it to end, or choose another --out "
+                              f"(or --name)") from None
+
+
+def _sign(fd, who):
+    """Write who holds the lock into its file, for the message of the run it refuses."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, who.encode(), 0)
+
+
+def one_writer(out, name):
+    """Make this run the only writer of <out>/<name>*, before anything is written there: <out>/<name>.lock."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.realpath(os.path.join(out, name + ".lock"))
+    if path in _held:  # this process's earlier run (sequential calls of main(), as in the tests)
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock(fd, path, f"another run writes {name} into {out}")
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    _sign(fd, f"pid {os.getpid()} ({' '.join(sys.argv)})")
+    _held[path] = fd
 
 
 def at_least(lo):
@@ -155,7 +206,10 @@ def check_skips(skips, ok, step, limit=3):
 
 
 def setup_ddp(args):
-    """`torchrun` sets RANK / WORLD_SIZE: one process per device, gradients all-reduced (ddp_wrap)."""
+    """`torchrun` sets RANK / WORLD_SIZE: one process per device, gradients all-reduced (ddp_wrap). Rank 0, which
+    alone writes, first takes the run's lock (eval: of the file it writes, results.json or scaling.json)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        one_writer(args.out, ("scaling" if args.scaling else "results") if args.stage == "eval" else args.name)
     args.device = get_device(args.device or None)
     args.ddp, args.rank, args.world = int(os.environ.get("RANK", -1)) != -1, 0, 1
     if args.ddp:
@@ -232,3 +286,22 @@ def logger(args, stage):
             tqdm.write(f"{stage} " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                               for k, v in row.items() if k != "stage"))
     return log
+
+
+if __name__ == "__main__":  # train_small.sh, reproduce.sh: python runs.py FD SCRIPT OUT [DIR...]
+    # FD: the shell's open descriptor of OUT/SCRIPT.lock; its lock outlives this process (one open file description,
+    # the shell's). Then no lock in OUT or the DIRs may be held: no score.py or baselines.py writes there.
+    fd, script, dirs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    try:
+        _lock(fd, os.path.join(dirs[0], script + ".lock"), f"another {script} writes into {dirs[0]}")
+        _sign(fd, f"pid {os.getppid()} ({script}, OUT={dirs[0]})")
+        for d in filter(os.path.isdir, dirs):
+            for p in sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".lock")):
+                if os.stat(p).st_ino != os.fstat(fd).st_ino:  # not the script's own
+                    other = os.open(p, os.O_RDONLY)
+                    try:
+                        _lock(other, p, f"a run writes into {d}")  # free: dropped again at once
+                    finally:
+                        os.close(other)
+    except BlockingIOError as e:
+        sys.exit(f"{script}: error: {e}")

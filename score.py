@@ -145,9 +145,8 @@ def check_flags(args):
 def derive(args):
     check_flags(args)
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
-    setup_ddp(args)  # sets device, ddp, rank, world and master (rank 0 alone prints and writes)
+    setup_ddp(args)  # the run's lock; device, ddp, rank, world and master (rank 0 alone prints and writes)
     args.task_ = toy_task(args.task) if args.task.startswith("toy") else real.task(args)
-    os.makedirs(args.out, exist_ok=True)
     return args
 
 
@@ -596,5 +595,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:  # bad input: the message names it; no traceback to read through
+    except (ValueError, OSError) as e:  # bad input, a run in the way, a failed write: the message names it
         raise SystemExit(f"score.py: error: {e}")

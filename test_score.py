@@ -1874,3 +1874,95 @@ def test_export_refuses_bad_input_and_leaves_nothing_partial(tmp_path, monkeypat
     r = subprocess.run([sys.executable, "hf.py", "--export", ok, "--out", str(out), "--force"], cwd=HERE,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and f"wrote {out} (gpt2)" in r.stdout, r.stderr
+
+
+# ---- issue 26: a run directory has one writer (runs.one_writer, <out>/<name>.lock)
+
+
+def _score_cmd(out, *flags):
+    return [sys.executable, str(HERE / "score.py"), "--stage", "base", "--out", str(out), "--n_layer", "1",
+            "--n_embd", "32", "--n_head", "2", "--batch", "8", *flags]
+
+
+def _wait_for_lock(path, proc, timeout=60):
+    t0 = time.time()
+    while not (path.exists() and path.read_text().startswith(f"pid {proc.pid} ")):
+        assert proc.poll() is None and time.time() - t0 < timeout, "the first run never took its lock"
+        time.sleep(0.1)
+
+
+def test_second_run_into_the_same_out_and_name_refuses_and_the_first_keeps_its_files(tmp_path):
+    """Two real processes: while run A (seed 0) holds base.lock, run B (seed 1, same --out and name) and
+    `OUT=D bash train_small.sh` exit non-zero naming A, and touch nothing: A ends with its own rows, once each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    a = subprocess.Popen(_score_cmd(tmp_path, "--steps", "8", "--ckpt_every", "4"), env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_lock(tmp_path / "base.lock", a)
+    os.kill(a.pid, signal.SIGSTOP)  # A stays mid-run, holding its lock, for as long as the test needs
+    try:
+        before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+        t0 = time.time()
+        b = subprocess.run(_score_cmd(tmp_path, "--steps", "3", "--seed", "1"), env=env, capture_output=True,
+                           text=True, timeout=120)
+        took = time.time() - t0
+        sh = subprocess.run(["bash", str(HERE / "train_small.sh")], env={**env, "OUT": str(tmp_path),
+                            "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+        after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "train_small.lock"}
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert a.wait(timeout=120) == 0, a.stderr.read()
+    assert b.returncode != 0 and f"base.lock is held by pid {a.pid} " in b.stderr, b.stderr
+    assert "score.py --stage base" in b.stderr and "choose another --out" in b.stderr
+    assert b.stderr.count("\n") == 1 and took < 60  # one line, at start (a torch import's time, not a run's)
+    assert sh.returncode != 0 and f"held by pid {a.pid} " in sh.stderr and "base model" not in sh.stdout, sh.stderr
+    assert after == before  # neither B nor the script wrote, removed or touched anything of A's
+    rows = [json.loads(r) for r in open(tmp_path / "metrics.jsonl")]
+    assert [(r["step"], r["seed"]) for r in rows] == [(s, 0) for s in range(1, 9)]
+    _, state = load_checkpoint(tmp_path / "base_last.pt")
+    assert state["run"]["seed"] == 0 and state["step"] == 8
+
+
+def test_a_killed_run_leaves_its_lock_free_and_resume_is_bit_identical(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    flags = ("--steps", "12", "--ckpt_every", "3", "--lr", "3e-3")
+    subprocess.run(_score_cmd(tmp_path / "whole", *flags), env=env, check=True, capture_output=True)
+    d = tmp_path / "killed"
+    a = subprocess.Popen(_score_cmd(d, *flags, "--resume"), env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    while not (d / "base_last.pt").exists():
+        assert a.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    a.kill()  # SIGKILL: no clean-up of its own; the kernel drops its flock
+    a.wait()
+    r = subprocess.run(_score_cmd(d, *flags, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "resumed base" in r.stdout, r.stderr
+    whole, resumed = load_checkpoint(tmp_path / "whole" / "base.pt")[0], load_checkpoint(d / "base.pt")[0]
+    sd = resumed.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in whole.state_dict().items())
+    assert [json.loads(x)["step"] for x in open(d / "metrics.jsonl")] == list(range(1, 13))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_ddp_only_rank_0_takes_the_lock(rank, tmp_path, monkeypatch):
+    import runs
+    from types import SimpleNamespace
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setattr(runs.dist, "init_process_group", lambda **kw: None)
+    monkeypatch.setattr(runs.dist, "get_rank", lambda: rank)
+    monkeypatch.setattr(runs.dist, "get_world_size", lambda: 2)
+    args = SimpleNamespace(device="cpu", batch=4, out=str(tmp_path / "D"), name="stage1", stage="stage1", scaling=0)
+    runs.setup_ddp(args)
+    assert (tmp_path / "D" / "stage1.lock").exists() == (rank == 0) and args.master == (rank == 0)
+
+
+def test_a_checkpoint_that_cannot_be_written_names_the_file_and_the_os_error(tmp_path):
+    """A file-size limit of 64 kB (in a child process): the save fails with one line naming the file and EFBIG,
+    and leaves neither the checkpoint nor a temp file."""
+    import resource
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))  # noqa: E731
+    r = subprocess.run(_score_cmd(tmp_path, "--steps", "1"), capture_output=True, text=True, timeout=120,
+                       preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == \
+        f"score.py: error: could not write checkpoint {tmp_path}/base.pt: [Errno 27] File too large", r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("*.pt"))

@@ -14,6 +14,9 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
 ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160)  # code prompts and programs are longer than sums
+mkdir -p "$OUT"
+exec 9>>"$OUT/train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
+"$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
 "$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"
