@@ -23,14 +23,18 @@ their count + NPROC_EXTRA, a fork-bomb bound; as root without CAP_SETUID/SETGID/
 root. 3. The pool is not thread-safe. Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
 import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
-import shutil, signal, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+import shutil, signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+if __name__ == "__main__":  # python -I (the worker) puts no folder on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tester  # noqa: E402
 
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
 OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
 MEM_LIMIT, NPROC_EXTRA, UID_BASE = 1 << 30, 32, 2_000_000_000  # RLIMIT_AS; processes and threads a program may add
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, CAP_DAC_READ_SEARCH = 1, 8, 36, 38, 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 36, 38
+CAP_DAC_READ_SEARCH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -71,9 +75,9 @@ def _count_tasks():
                if e.name.isdigit() and getattr(_quietly(e.stat), "st_uid", None) == me)
 
 
-def _child(job, nonce, timeout, tmp, out, w, mode, worker):
+def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
     """A worker's forked child; runs the program in a grandchild (PID 1 of a new PID namespace, if it can be)."""
-    _exit, _write, _getpid, _exec, _compile = os._exit, os.write, os.getpid, exec, compile  # before user code
+    _exit, _write, _getpid, _exec, _compile, _serve = os._exit, os.write, os.getpid, exec, compile, tester.serve
     feats = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
@@ -109,20 +113,17 @@ def _child(job, nonce, timeout, tmp, out, w, mode, worker):
         os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=os.getcwd(), TMPDIR=os.getcwd(), LANG="C.UTF-8")
         for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
             os.dup2(fd, to)
-        os.closerange(3, w)  # among them the worker's pipes to the caller
+        rd, w = os.dup2(rd, 1 << 10), os.dup2(w, (1 << 10) + 1)  # the tester's pipes; all else is closed
+        os.closerange(3, rd)
         os.closerange(w + 1, 1 << 16)
-        _write(w, (",".join(feats) + "\n").encode())
         me, ns = _getpid(), {"__name__": "__main__", "__builtins__": builtins}
-        tns = {"__name__": "__main__", "__builtins__": dict(builtins.__dict__)}  # the tests' pristine builtins
         for i, src in enumerate(job["parts"]):
             _exec(_compile(src, f"<part{i}>", "exec"), ns)
-        tns.update({k: ns[k] for k in job["share"] if k in ns})
-        for i, src in enumerate(job["tests"]):
-            _exec(_compile(src, f"<test{i}>", "exec"), tns)
         sys.stdout.flush()
         sys.stderr.flush()
         if _getpid() == me:  # not a forked copy of the program
-            _write(w, nonce + b"\n" + json.dumps(tns.get("__result__")).encode())  # a forged one misses `expect`
+            _serve(ns, job["share"], rd, w, nonce, feats)  # until the tests end
+            sys.stdout.flush()
             _exit(0)
     except BaseException as e:  # its traceback goes to its (capped) output, for debugging
         try:
@@ -143,34 +144,92 @@ def _reap(*_):
         pass
 
 
-def _run_job(job, mode):
-    """Run one program in a fresh child: the facts the caller judges it by."""
-    tmp, timeout = tempfile.mkdtemp(prefix="score-sandbox-"), float(job["timeout"])
-    out, (r, w) = os.memfd_create("out"), os.pipe()
-    if (pid := os.fork()) == 0:
-        _child(job, job["nonce"].encode(), timeout, tmp, out, w, mode, os.getppid())
-    os.close(w)
-    deadline, timed_out = time.monotonic() + timeout, False
-    pidfd = _quietly(os.pidfd_open, pid)  # readable when the child exits (Linux >= 5.3; else poll)
+def _wait(pid, deadline, stop=None):
+    """Reap child pid, killing its group at the deadline, unless fd `stop` is readable first (then status None)."""
+    timed_out, pidfd = False, _quietly(os.pidfd_open, pid)  # readable when the child exits (Linux >= 5.3)
     while pid not in _reaped:
         if not timed_out and time.monotonic() > deadline:
             timed_out = True
             for kill in (os.killpg, os.kill):  # its process group, then itself (if it had no group yet)
                 _quietly(kill, pid, signal.SIGKILL)
         left = 0.05 if timed_out else min(0.05, max(0.0, deadline - time.monotonic()))
-        select.select([pidfd], [], [], left) if pidfd else time.sleep(1e-3)
+        fds = [f for f in (pidfd, stop) if f is not None]
+        if stop in (select.select(fds, [], [], left)[0] if fds else time.sleep(1e-3) or ()) and stop is not None:
+            break
         _reap()
-    status = _reaped.pop(pid)
-    _quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
-    os.set_blocking(r, False)  # a stray process may still hold the write end
+    pidfd is None or os.close(pidfd)
+    return _reaped.pop(pid, None), timed_out
+
+
+def _program_server(sock, mode):
+    """Forks each job's program process (_child). Forked before the worker read any job, it never held a test."""
+    _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    for fd in (0, 1):  # not the caller's pipes
+        os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+    while len(fds := socket.recv_fds(sock, 1, 4)[1]) == 4:
+        jm, rd, w, out = fds
+        job, tmp = json.loads(os.pread(jm, os.fstat(jm).st_size, 0)), tempfile.mkdtemp(prefix="score-sandbox-")
+        if (pid := os.fork()) == 0:
+            _child(job, job["pnonce"], job["timeout"], tmp, out, rd, w, mode, os.getppid())
+        for fd in (jm, rd, w):
+            os.close(fd)
+        status = _wait(pid, time.monotonic() + job["timeout"], sock.fileno())[0]
+        if not sock.recv(1):  # the worker's "stop" (its tests ended), or the worker is gone
+            break
+        status is None and _wait(pid, 0)  # kills what is left
+        _quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
+        os.close(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+    os._exit(0)
+
+
+def _tester_child(job, rd, w, proof, out):
+    """The tests' process (tester.py): trusted code on plain data, but bounded, and gone with the worker."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setsid()
+        cpu = math.ceil(job["timeout"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT,) * 2)
+        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)
+        lo = 3
+        for fd in sorted((rd, w, proof)):  # close all else: the caller's pipes, the program server's socket
+            os.closerange(lo, fd)
+            lo = fd + 1
+        os.closerange(lo, 1 << 16)
+        tester.tester(job, rd, w, proof, job["nonce"].encode())
+    finally:
+        os._exit(1)
+
+
+def _run_job(job, mode, sock):
+    """Run one job: its program in a child of the program server, its tests in a child of ours."""
+    timeout, pnonce = float(job["timeout"]), secrets.token_hex(16)  # pnonce: the program's own proof of its end
+    deadline = time.monotonic() + timeout
+    jm, out, tout = (os.memfd_create(n) for n in ("job", "out", "tout"))
+    os.write(jm, json.dumps(dict(parts=job["parts"], share=job["share"], pnonce=pnonce, timeout=timeout)).encode())
+    (req_r, req_w), (resp_r, resp_w), (r, w) = os.pipe(), os.pipe(), os.pipe()
+    socket.send_fds(sock, [b"j"], [jm, req_r, resp_w, out])
+    for fd in (jm, req_r, resp_w):
+        os.close(fd)
+    if (pid := os.fork()) == 0:
+        _tester_child(dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
+    for fd in (req_w, resp_r, w):
+        os.close(fd)
+    status, timed_out = _wait(pid, deadline)
+    sock.send(b"s")  # the program server kills the program now (its answers are all in)
+    os.set_blocking(r, False)
     feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
-    size, text = os.fstat(out).st_size, os.pread(out, 2000, 0).decode(errors="replace")
-    for fd in (r, out, pidfd):
-        fd is None or os.close(fd)
-    shutil.rmtree(tmp, ignore_errors=True)
-    _reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+    size, text = os.fstat(out).st_size, os.pread(out, 2000, 0) + b"\n" + os.pread(tout, 2000, 0)
+    for fd in (r, out, tout):
+        os.close(fd)
+    _reaped.clear()
     return {"exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "nonce": proof, "result": result,
-            "out_bytes": size, "out": text, "features": feats.split(",") if feats else []}
+            "out_bytes": size, "out": text.decode(errors="replace").strip("\n"), "features": feats.split(",") if feats else []}
 
 
 def _worker_main():
@@ -187,10 +246,17 @@ def _worker_main():
                     f.write(text)
         except (AssertionError, OSError):
             mode["ns"] = False
+    sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:
+        sock.close()
+        signal.signal(signal.SIGCHLD, _reap)
+        _program_server(theirs, mode)
+    theirs.close()
+    _sys("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)  # a program without capabilities cannot read our memory, or T's
     _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come to us to be reaped, not to a slow init
     signal.signal(signal.SIGCHLD, _reap)
     for line in sys.stdin.buffer:
-        os.write(1, (json.dumps(_run_job(json.loads(line), mode)) + "\n").encode())
+        os.write(1, (json.dumps(_run_job(json.loads(line), mode, sock)) + "\n").encode())
 
 
 # ---------------------------------------------------------------- the caller's side: a pool of workers
