@@ -13,6 +13,7 @@ is absent, as on a user's clone.
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -558,10 +559,10 @@ EQUIVALENT = [
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("x \\in [1, 2]", "[1,2]"),
     ("(3, -\\frac{1}{2})", "(3, -0.5)"), ("\\left[ \\frac{1}{2}, 1 \\right)", "[0.5, 1)"), ("-5", "-5.00"),
     ("007", "7"), ("1,2,2", "2,1,2"), ("\\dfrac{\\pi}{3}", "\\frac{\\pi}{3}"), ("4\\text{ cm}^2", "4"),
-    ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("\\frac{6}{4}", "1.5"), ("-\\dfrac{3}{4}", "-0.75"),
+    ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("-\\dfrac{3}{4}", "-0.75"),
     ("50\\%", "0.5"),  # unequal before (the old grader only dropped the "%"), but 50% is 0.5
-    ("2\\sqrt{5}", "\\sqrt{20}"), ("6+9i", "9i+6"), ("10^{3}", "1000"), ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),
-    ("(x+1)^2", "x^2+2x+1"), ("[1,2]\\cup[3,4]", "[3,4]\\cup[1,2]"), ("10,\\!000", "10000"), ("3 hours", "3"),
+    ("6+9i", "9i+6"), ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),  # issue 25: 4 pairs to FINAL_FORM
+    ("[1,2]\\cup[3,4]", "[3,4]\\cup[1,2]"), ("10,\\!000", "10000"), ("3 hours", "3"),
     ("\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
 ]
 NOT_EQUIVALENT = [
@@ -580,7 +581,7 @@ NOT_EQUIVALENT = [
 # Unequal (NOT_EQUIVALENT before), but math-verify equates them by design (rewards.py, departure 2): a pair or open
 # interval with the list or set of its two ends; lists as sets; "m" as metres. Pinned so that a change shows.
 MATH_VERIFY_LENIENT = [("(1,2)", "1,2"), ("(1, 2)", "\\{1, 2\\}"), ("3, 4", "(3, 4)"), ("1, 1, 2", "1, 2, 2"),
-                       ("2m", "2")]
+                       ]  # issue 25: ("2m", "2") to FINAL_FORM
 
 
 def test_math_equal_tables():
@@ -594,7 +595,7 @@ def test_math_equal_on_labelled_hard_pairs():
     """dev/math_pairs.json: (pred, ref, equal, kind), labelled by hand. With math-verify 0.9.0, 186/197 (94.4%)
     agree; the hand-written grader before it (a1537f3) agreed on 142/197 (72.1%)."""
     pairs = json.loads((HERE / "dev" / "math_pairs.json").read_text())
-    wrong = [(p, r, kind) for p, r, equal, kind in pairs if rewards.math_equal(p, r) != equal]
+    wrong = [(p, r, kind) for p, r, equal, kind in pairs if rewards.math_equal(p, r) != FINAL_FORM_LABELS.get((p, r), equal)]
     assert len(pairs) >= 150 and len(wrong) <= 11, wrong
 
 
@@ -2011,3 +2012,49 @@ def test_fresh_exploits_score_zero():
                    "assert f(1) == 2"),
               _job("import re\ndef f(x):\n    return re.match('a', x)", "assert f('ab')\nassert not f('b')")]
     assert [r["out"][-200:] for r in rewards.run_sandboxed(honest, timeout=5.0, workers=2) if not r["ok"]] == []
+
+
+# The final-form rule (rewards.py departure 3, final_form.py): (answer, reference, verdict). Unevaluated or
+# unsimplified forms may go either way; these rows say which way the rule chose.
+FINAL_FORM = [
+    ("99^2+99+1", "9901", False), ("\\dbinom{31}{28}", "4495", False), ("(-k + 4) + (-2 + 3k)", "2k+2", False),
+    ("0 < p < 15", "15", False), ("x = 3", "3", True), ("x=3", "3", True), ("x \\in [1, 2]", "[1,2]", True),
+    ("p < 15", "p < 15", True), ("10^{3}", "1000", False), ("10^3", "1000", False), ("1000", "10^{3}", True),
+    ("\\frac{6}{4}", "1.5", False), ("\\frac{6}{8}", "\\frac{3}{4}", False), ("\\frac{3}{4}", "\\frac{6}{8}", True),
+    ("\\sqrt{20}", "2\\sqrt{5}", False), ("2\\sqrt{5}", "\\sqrt{20}", True), ("\\sqrt{242}", "11\\sqrt2", False),
+    ("\\frac{3}{\\sqrt{27}}", "\\frac{\\sqrt{3}}{3}", False), ("(2, \\frac{\\sqrt{12}}{2})", "(2, \\sqrt{3})", False),
+    ("x^2+2x+1", "(x+1)^2", False), ("(x+1)^2", "x^2+2x+1", True), ("2m", "2", False), ("5.0", "5", True),
+    ("\\frac{\\sqrt{10}}{5}", "\\sqrt{\\frac{2}{5}}", True), ("-\\sqrt{2}, \\sqrt{2}", "\\pm\\sqrt{2}", True),
+    ("2\\frac{1}{2}", "\\frac{5}{2}", True), ("4\\text{ cm}^2", "4", True), ("\\$1,000", "1000", True),
+    ("25\\%", "0.25", True), ("0.25", "25\\%", True), ("9901", "99^2+99+1", True), ("3! \\cdot 2", "12", False),
+]
+FINAL_FORM_LABELS = {(p, r): v for p, r, v in FINAL_FORM}  # dev/math_pairs.json rows the rule decides
+
+
+def test_math_final_form():
+    import final_form
+    assert [(p, r) for p, r, v in FINAL_FORM if rewards.math_equal(p, r) != v] == []
+    assert final_form.operations("(-k + 4) + (-2 + 3k)") == 3 and final_form.operations("-\\frac{1}{2}") == 0
+    pairs = json.loads((HERE / "dev" / "math_pairs.json").read_text())  # the rows the rule decides, and the rest
+    decided = {(p, r) for p, r, e, _ in pairs if FINAL_FORM_LABELS.get((p, r), e) != e}  # the rule against a label
+    rest = [x for x in pairs if (x[0], x[1]) not in decided]  # on the others, as good as math-verify alone (11 off)
+    assert len(decided) == 4 and sum(rewards.math_equal(p, r) == e for p, r, e, _ in rest) >= len(rest) - 11
+
+
+def _copied(problem):
+    """Expressions a policy could copy from a statement: each math segment, and each side of a relation in it."""
+    segs = re.findall(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", problem, re.S)
+    out = []
+    for s in (x for g in segs for x in g if x.strip()):
+        out += [s.strip()] + [p.strip() for p in re.split(r"=|\\le|\\ge|<|>", s) if p.strip() and "=" in s]
+    return list(dict.fromkeys(out))[:30]
+
+
+@real
+def test_math500_copied_expressions_earn_almost_nothing():
+    """Boxing an expression copied from the statement: 22/428 (5.1%) credited before the final-form rule."""
+    recs = data_real.load_math(REAL / "math500" / "test.jsonl")
+    asked = [r for r in recs if re.sub(r"\s", "", r["answer"]) not in re.sub(r"\s", "", r["problem"])]
+    hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
+    assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
+    assert len(_copied("Find $99^2+99+1$ and \\[x = \\dbinom{31}{28}\\]")) == 4  # the copier copies
