@@ -4,8 +4,8 @@
 math-verify credits any expression of the reference's value, so an answer copied from the problem (`99^2+99+1`
 for 9901, `\\dbinom{31}{28}` for 4495) earns credit. PRM800K's grader refuses such answers; so does
 `final_form(pred, ref)`, before math-verify is asked. It is False when:
-  1. the reference is an integer (not a percentage) and the answer is not one (digits, after units, `\\$`, `\\%`, degrees, thousands
-     separators and a leading `x =` go; `5.0` is one);
+  1. the reference is an integer (not a percentage) and the answer is not one (digits, after units, `\\$`, `\\%`,
+     degrees, thousands separators and a leading `x =` go; `5.0` is one);
   2. the answer is not simplified, unless the reference is not either: a fraction of integers not reduced
      (`\\frac{6}{4}`), the square root of an integer with a square factor (`\\sqrt{242}`, `\\frac{3}{\\sqrt{27}}`);
   3. the answer has more operations than the reference: + and binary -, *, ^, !, \\cdot, \\times, \\div, and
@@ -20,7 +20,8 @@ import math, re  # noqa: E401
 FUNCS = r"\\(?:sqrt|[dt]?binom|choose|log|ln|exp|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sum|prod" \
         r"|int|lfloor|lceil|cdot|times|div)(?![A-Za-z])"
 RELATION = r"=|<|>|\\[lg]eq?(?![A-Za-z])|\\neq?(?![A-Za-z])|\\[lg]t(?![A-Za-z])|\\approx|\\sim|\\equiv"
-FRACTION = r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}|\\[dt]?frac\s*(\d)\s*(\d)|(?<![\w.^}])(\d+)\s*/\s*(\d+)(?![\w.^])"
+FRACTION = (r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}|\\[dt]?frac\s*(\d)\s*(\d)"  # \frac{a}{b}, \frac12
+            r"|(?<![\w.^}])(\d+)\s*/\s*(\d+)(?![\w.^])")  # a/b
 
 
 def _plain(s):

@@ -1,31 +1,31 @@
 """sandbox.py: runs generated programs against their tests for rewards.py's code graders. Optional reading.
 
-A program (str parts, each compiled and exec'd on its own, so a completion ending in an open string cannot swallow
-the tests; with tests apart, see run_sandboxed) runs in a child forked by a fork-server worker (`python -I -S
-sandbox.py --worker`, a pool per caller process). It gets:
+A job is a program (str parts, each compiled and exec'd on its own, so a completion ending in an open string cannot
+swallow the tests) and tests. A fork-server worker (`python -I -S sandbox.py --worker`, a pool per caller process)
+runs the program in a child forked by its program server (forked before any job: it never holds a test), and the
+tests in a child of its own; each call the tests make to the program crosses between them as plain data
+(tester.py, docs/sandbox.md). The program gets:
   - its own session and, where the kernel allows, new mount, PID and network namespaces: no network; a 32 MB
     tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; as PID 1, all it starts dies too;
   - as root, a fresh uid (UID_BASE + pid) keeping only CAP_DAC_READ_SEARCH (the interpreter may live under
     /root): RLIMIT_NPROC counts only its own processes and it can signal or write nothing of root's;
   - RLIMIT_CPU/AS (1 GiB)/NPROC/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin
     /dev/null, stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its
-    process group is killed), and proof of success: the caller sends the worker a random nonce (in no source,
-    argv or env of the program) that the program's process writes to its own pipe only after its last part
-    returned. The caller requires it and exit status 0: an early exit, a killed parent or unrun tests read False.
-Tests run after it in their own namespace, with builtins copied before it ran and only the names it shares: its
-globals and patches of `builtins` miss them. An expected result stays in the caller. Not protected against (see
-docs/sandbox.md): 1. A determined program on the same kernel: it reads any file; in its interpreter it can find the
-nonce and the tests' source and namespace (frames, gc) and forge success, patch modules the tests import or steer
-them (sys.settrace), but not meet an expected result. Without namespaces (non-root with unprivileged user namespaces
-off; containers without CAP_SYS_ADMIN) it has the network, writes wherever its uid may, and processes leaving its
-group survive it (`sandbox_features()` says what holds). 2. Not root, RLIMIT_NPROC counts all the user's processes:
-their count + NPROC_EXTRA, a fork-bomb bound; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays
-root. 3. The pool is not thread-safe. Benchmark: python sandbox.py --bench [--data ../shared/realdata]
+    process group is killed). Proof of success: the tests' process, not the program's, writes the caller's nonce
+    (which never reaches the program's process) after the tests passed and the program announced, with its own
+    nonce, that its last part returned. The worker and the tests' process are not dumpable: a program without
+    capabilities cannot read their memory. An expected result stays in the caller.
+Not protected against (see docs/sandbox.md): 1. A determined program on the same kernel reads any file it may (the
+dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end).
+Without namespaces (non-root with unprivileged user namespaces off; containers without CAP_SYS_ADMIN) it has the
+network, writes wherever its uid may, and processes leaving its group survive it (`sandbox_features()` says what
+holds). 2. Not root, RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound; as
+root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
+Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
 import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
-import shutil, signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
-if __name__ == "__main__":  # python -I (the worker) puts no folder on sys.path
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+sys.path[:0] = [] if __name__ != "__main__" else [os.path.dirname(os.path.abspath(__file__))]  # python -I (worker)
 import tester  # noqa: E402
 
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
@@ -161,51 +161,6 @@ def _wait(pid, deadline, stop=None):
     return _reaped.pop(pid, None), timed_out
 
 
-def _program_server(sock, mode):
-    """Forks each job's program process (_child). Forked before the worker read any job, it never held a test."""
-    _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    for fd in (0, 1):  # not the caller's pipes
-        os.dup2(os.open(os.devnull, os.O_RDWR), fd)
-    while len(fds := socket.recv_fds(sock, 1, 4)[1]) == 4:
-        jm, rd, w, out = fds
-        job, tmp = json.loads(os.pread(jm, os.fstat(jm).st_size, 0)), tempfile.mkdtemp(prefix="score-sandbox-")
-        if (pid := os.fork()) == 0:
-            _child(job, job["pnonce"], job["timeout"], tmp, out, rd, w, mode, os.getppid())
-        for fd in (jm, rd, w):
-            os.close(fd)
-        status = _wait(pid, time.monotonic() + job["timeout"], sock.fileno())[0]
-        if not sock.recv(1):  # the worker's "stop" (its tests ended), or the worker is gone
-            break
-        status is None and _wait(pid, 0)  # kills what is left
-        _quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
-        os.close(out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        _reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
-    os._exit(0)
-
-
-def _tester_child(job, rd, w, proof, out):
-    """The tests' process (tester.py): trusted code on plain data, but bounded, and gone with the worker."""
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        os.setsid()
-        cpu = math.ceil(job["timeout"]) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT,) * 2)
-        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
-            os.dup2(fd, to)
-        lo = 3
-        for fd in sorted((rd, w, proof)):  # close all else: the caller's pipes, the program server's socket
-            os.closerange(lo, fd)
-            lo = fd + 1
-        os.closerange(lo, 1 << 16)
-        tester.tester(job, rd, w, proof, job["nonce"].encode())
-    finally:
-        os._exit(1)
-
-
 def _run_job(job, mode, sock):
     """Run one job: its program in a child of the program server, its tests in a child of ours."""
     timeout, pnonce = float(job["timeout"]), secrets.token_hex(16)  # pnonce: the program's own proof of its end
@@ -217,7 +172,7 @@ def _run_job(job, mode, sock):
     for fd in (jm, req_r, resp_w):
         os.close(fd)
     if (pid := os.fork()) == 0:
-        _tester_child(dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
+        tester.tester_child(sys.modules[__name__], dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
     for fd in (req_w, resp_r, w):
         os.close(fd)
     status, timed_out = _wait(pid, deadline)
@@ -229,7 +184,8 @@ def _run_job(job, mode, sock):
         os.close(fd)
     _reaped.clear()
     return {"exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "nonce": proof, "result": result,
-            "out_bytes": size, "out": text.decode(errors="replace").strip("\n"), "features": feats.split(",") if feats else []}
+            "out_bytes": size, "out": text.decode(errors="replace").strip("\n"),
+            "features": feats.split(",") if feats else []}
 
 
 def _worker_main():
@@ -250,7 +206,7 @@ def _worker_main():
     if os.fork() == 0:
         sock.close()
         signal.signal(signal.SIGCHLD, _reap)
-        _program_server(theirs, mode)
+        tester.program_server(sys.modules[__name__], theirs, mode)
     theirs.close()
     _sys("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)  # a program without capabilities cannot read our memory, or T's
     _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come to us to be reaped, not to a slow init
@@ -301,10 +257,10 @@ def _job(program):
 
 def run_sandboxed(programs, timeout=DEFAULT_TIMEOUT, workers=2):
     """Run programs on `workers` processes. A program: a str, a list of str parts, or a dict of program (str or
-    parts), tests (parts run after it in a namespace of their own, with builtins as before it ran), share (names the
-    tests get from its namespace) and expect (a JSON value the tests' `__result__` must equal; it stays here).
-    Per program: ok (the verdict), exit, timed_out, out_bytes, out (its first 2000 characters), result (the JSON
-    text of `__result__`), features ("ns" namespaces, "ro" read-only host, "uid" own uid)."""
+    parts), tests (parts run in a process of their own), share (names the tests get from it, as tester.py handles)
+    and expect (a JSON value the tests' `__result__` must equal; it stays here). Per program: ok (the verdict),
+    exit (of the tests' process), timed_out, out_bytes, out (the program's output, then the tests'), result (the
+    JSON text of `__result__`), features ("ns" namespaces, "ro" read-only host, "uid" own uid)."""
     results, busy, ws, retried = [], {}, [], set()  # busy: worker slot -> (program index, nonce, deadline)
     try:
         programs = list(programs)

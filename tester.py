@@ -17,7 +17,7 @@ excepted: a program could end the tests' loops with it), else a new Exception su
 by a program's name (MBPP/596's `sys`) is imported in T, if it is in the standard library. If P dies or sends
 what `decode` refuses, the job fails, even if the tests catch the error. No pickle: T builds only the above.
 """
-import builtins, importlib, json, os, struct, sys  # noqa: E401 (stdlib only)
+import builtins, importlib, json, math, os, resource, shutil, signal, socket, struct, sys, tempfile, time  # noqa: E401
 
 MAX_DEPTH, MAX_ITEMS, MAX_MESSAGE = 64, 1 << 20, 1 << 24  # nesting; values per message; bytes per message
 TAGS = {"L": list, "T": tuple, "S": set, "F": frozenset}
@@ -216,3 +216,50 @@ def tester(job, rd, wr, proof, nonce):
     if ok:
         os.write(proof, nonce + b"\n" + result.encode())
     os._exit(0 if ok else 1)
+
+
+# ---------------------------------------------------------------- the two processes' parents (sandbox.py's worker)
+
+def program_server(sb, sock, mode):
+    """Forks each job's program process (sb._child). Forked before the worker read any job, it never held a test."""
+    sb._sys("prctl", sb.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    sb._sys("prctl", sb.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    for fd in (0, 1):  # not the caller's pipes
+        os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+    while len(fds := socket.recv_fds(sock, 1, 4)[1]) == 4:
+        jm, rd, w, out = fds
+        job, tmp = json.loads(os.pread(jm, os.fstat(jm).st_size, 0)), tempfile.mkdtemp(prefix="score-sandbox-")
+        if (pid := os.fork()) == 0:
+            sb._child(job, job["pnonce"], job["timeout"], tmp, out, rd, w, mode, os.getppid())
+        for fd in (jm, rd, w):
+            os.close(fd)
+        status = sb._wait(pid, time.monotonic() + job["timeout"], sock.fileno())[0]
+        if not sock.recv(1):  # the worker's "stop" (its tests ended), or the worker is gone
+            break
+        status is None and sb._wait(pid, 0)  # kills what is left
+        sb._quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
+        os.close(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        sb._reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+    os._exit(0)
+
+
+def tester_child(sb, job, rd, w, proof, out):
+    """The tests' process (tester.py): trusted code on plain data, but bounded, and gone with the worker."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sb._sys("prctl", sb.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.setsid()
+        cpu = math.ceil(job["timeout"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (sb.MEM_LIMIT,) * 2)
+        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)
+        lo = 3
+        for fd in sorted((rd, w, proof)):  # close all else: the caller's pipes, the program server's socket
+            os.closerange(lo, fd)
+            lo = fd + 1
+        os.closerange(lo, 1 << 16)
+        tester(job, rd, w, proof, job["nonce"].encode())
+    finally:
+        os._exit(1)
