@@ -169,19 +169,16 @@ def _run_job(job, mode, sock):
     os.write(jm, json.dumps(dict(parts=job["parts"], share=job["share"], pnonce=pnonce, timeout=timeout)).encode())
     (req_r, req_w), (resp_r, resp_w), (r, w) = os.pipe(), os.pipe(), os.pipe()
     socket.send_fds(sock, [b"j"], [jm, req_r, resp_w, out])
-    for fd in (jm, req_r, resp_w):
-        os.close(fd)
+    list(map(os.close, (jm, req_r, resp_w)))
     if (pid := os.fork()) == 0:
         tester.tester_child(sys.modules[__name__], dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
-    for fd in (req_w, resp_r, w):
-        os.close(fd)
+    list(map(os.close, (req_w, resp_r, w)))
     status, timed_out = _wait(pid, deadline)
     sock.send(b"s")  # the program server kills the program now (its answers are all in)
     os.set_blocking(r, False)
     feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
     size, text = os.fstat(out).st_size, os.pread(out, 2000, 0) + b"\n" + os.pread(tout, 2000, 0)
-    for fd in (r, out, tout):
-        os.close(fd)
+    list(map(os.close, (r, out, tout)))
     _reaped.clear()
     return {"exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "nonce": proof, "result": result,
             "out_bytes": size, "out": text.decode(errors="replace").strip("\n"),
@@ -202,7 +199,8 @@ def _worker_main():
                     f.write(text)
         except (AssertionError, OSError):
             mode["ns"] = False
-    sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    list(map(__import__, ("typing", "collections", "heapq", "random", "itertools", "copy", "cmath", "string")))
+    sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # (above: once, not per fork)
     if os.fork() == 0:
         sock.close()
         signal.signal(signal.SIGCHLD, _reap)
