@@ -174,7 +174,8 @@ def _run_job(job, mode, sock):
         tester.tester_child(sys.modules[__name__], dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
     list(map(os.close, (req_w, resp_r, w)))
     status, timed_out = _wait(pid, deadline)
-    sock.send(b"s")  # the program server kills the program now (its answers are all in)
+    sock.send(b"s")  # the program server kills the program now (its answers are all in) and cleans up
+    sock.recv(1) or sys.exit(1)  # the program server died: so does this worker (the caller starts a fresh one)
     os.set_blocking(r, False)
     feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
     size, text = os.fstat(out).st_size, os.pread(out, 2000, 0) + b"\n" + os.pread(tout, 2000, 0)

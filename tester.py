@@ -241,6 +241,7 @@ def program_server(sb, sock, mode):
         os.close(out)
         shutil.rmtree(tmp, ignore_errors=True)
         sb._reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+        sock.send(b"d")  # done: nothing of the program is left
     os._exit(0)
 
 
