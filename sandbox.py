@@ -85,7 +85,6 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
         os.getppid() == worker or _exit(1)  # the worker died before the prctl
         os.setsid()
         uid = UID_BASE + os.getpid()
-        mode["uid"] and os.chown(tmp, uid, uid)
         if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET):
             feats.append("ns")
         if pid := os.fork():
@@ -93,6 +92,9 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
         _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # and with PID 1 its whole namespace dies
         if "ns" in feats and _isolate_fs():
             feats.append("ro")
+        if "ro" not in feats:  # a directory of its own on the host (with a private /tmp, none: nothing to clean)
+            os.mkdir(tmp, 0o700)
+            mode["uid"] and os.chown(tmp, uid, uid)
         os.chdir("/tmp" if "ro" in feats else tmp)
         _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if mode["uid"]:
@@ -175,7 +177,6 @@ def _run_job(job, mode, sock):
     list(map(os.close, (req_w, resp_r, w)))
     status, timed_out = _wait(pid, deadline)
     sock.send(b"s")  # the program server kills the program now (its answers are all in) and cleans up
-    sock.recv(1) or sys.exit(1)  # the program server died: so does this worker (the caller starts a fresh one)
     os.set_blocking(r, False)
     feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
     size, text = os.fstat(out).st_size, os.pread(out, 2000, 0) + b"\n" + os.pread(tout, 2000, 0)

@@ -228,7 +228,8 @@ def program_server(sb, sock, mode):
         os.dup2(os.open(os.devnull, os.O_RDWR), fd)
     while len(fds := socket.recv_fds(sock, 1, 4)[1]) == 4:
         jm, rd, w, out = fds
-        job, tmp = json.loads(os.pread(jm, os.fstat(jm).st_size, 0)), tempfile.mkdtemp(prefix="score-sandbox-")
+        job = json.loads(os.pread(jm, os.fstat(jm).st_size, 0))
+        tmp = os.path.join(tempfile.gettempdir(), "score-sandbox-" + os.urandom(8).hex())  # made if no private /tmp
         if (pid := os.fork()) == 0:
             sb._child(job, job["pnonce"], job["timeout"], tmp, out, rd, w, mode, os.getppid())
         for fd in (jm, rd, w):
@@ -241,7 +242,6 @@ def program_server(sb, sock, mode):
         os.close(out)
         shutil.rmtree(tmp, ignore_errors=True)
         sb._reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
-        sock.send(b"d")  # done: nothing of the program is left
     os._exit(0)
 
 
