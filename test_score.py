@@ -1970,9 +1970,9 @@ EXPLOITS_25 = {
     "dies mid-call, tests catch errors": _job("import os\ndef f(x):\n    os._exit(0)",
                                              "try:\n    assert f(1) == 2\nexcept BaseException:\n    pass"),
     "sys.settrace skips the asserts": _job(
-        "import sys\ndef t(frame, ev, arg):\n    if frame.f_code.co_filename.startswith('<test'):\n"
-        "        frame.f_lineno = frame.f_code.co_firstlineno + 2 if ev == 'line' and frame.f_lineno == 1 else "
-        "frame.f_lineno\n    return t\nsys.settrace(t)\ndef f(x):\n    return 0", "x = 1\nassert f(1) == 2\nx = 2"),
+        "import sys\ndef t(frame, ev, arg):\n    if frame.f_code.co_filename.startswith('<test') and ev == 'line' "
+        "and frame.f_lineno == 1:\n        frame.f_lineno = 3\n    return t\nsys.settrace(t)\ndef f(x):\n    return 0",
+        "x = 1\nassert f(1) == 2\nx = 2"),
     "sys.setprofile / audit hook": _job("import sys\nsys.setprofile(lambda *a: None)\n"
                                         "sys.addaudithook(lambda *a: None)\ndef f(x):\n    return 0", "assert f(1) == 2"),
     "truth value that flips": _job("class B:\n    n = 0\n    def __bool__(s):\n        B.n += 1\n"
