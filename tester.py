@@ -10,8 +10,9 @@ and sends back the result as plain data, which T rebuilds with `decode`.
 Plain data (`encode` / `decode`): None, bool, int, float (nan and inf too), complex, str, bytes, and list, tuple,
 dict, set, frozenset of those, as JSON with a tag per container; at most MAX_DEPTH deep, MAX_ITEMS values and
 MAX_MESSAGE bytes. A subclass of a builtin type crosses as its base value (int.__int__, list.__iter__, ...), so
-its own __eq__, __hash__ or __bool__ never reach the tests. Any other object crosses as a new handle, which has no
-truth value (__bool__ raises), equals only itself and can be called or iterated (in P). A program's exception
+its own __eq__, __hash__ or __bool__ never reach the tests. Any other object crosses as a new handle, which equals
+only itself, can be called or iterated (in P), and has the truth value the object gave once, in P (a re.Match is
+true; a truth value cannot flip; if __bool__ raised, the handle's raises). A program's exception
 is raised in T under the same name: the builtin class of that name if it is an Exception (StopIteration
 excepted: a program could end the tests' loops with it), else a new Exception subclass. A module the tests use
 by a program's name (MBPP/596's `sys`) is imported in T, if it is in the standard library. If P dies or sends
