@@ -1987,6 +1987,8 @@ EXPLOITS_25 = {
     "answer too large to cross": _job("def f(x):\n    return 'x' * (1 << 25)", "assert len(f(1)) == 1 << 25"),
     "answer nested too deep": _job("def f(x):\n    a = []\n    for _ in range(10 ** 4):\n        a = [a]\n    return a",
                                    "r = f(1)\nassert r != 1"),
+    "makes the tests import another module": _job("import antigravity as sys\ndef f(x):\n    return 0",
+                                                   "assert f(1) == sys.maxsize * 0 + 0", ("f", "sys")),
     "redefines HumanEval's check": {"program": "def f(x):\n    return 0\ndef check(candidate):\n    pass\n",
                                     "tests": ["def check(candidate):\n    assert candidate(1) == 2\n", "check(f)"],
                                     "share": ["f"]},
@@ -2011,7 +2013,8 @@ def test_fresh_exploits_score_zero():
               _job("def f(x):\n    return 'x' * (1 << 20)", "assert len(f(1)) == 1 << 20"),
               _job(LEAVE_STATE + EXPLOITS_25["left state for the next program (run second)"]["program"],
                    "assert f(1) == 2"),
-              _job("import re\ndef f(x):\n    return re.match('a', x)", "assert f('ab')\nassert not f('b')")]
+              _job("import re\ndef f(x):\n    return re.match('a', x)", "assert f('ab')\nassert not f('b')"),
+              _job("import sys\ndef f(x):\n    return 0", "assert f(1) == sys.maxsize * 0 + 0", ("f", "sys"))]
     assert [r["out"][-200:] for r in rewards.run_sandboxed(honest, timeout=5.0, workers=2) if not r["ok"]] == []
 
 

@@ -15,8 +15,9 @@ only itself, can be called or iterated (in P), and has the truth value the objec
 true; a truth value cannot flip; if __bool__ raised, the handle's raises). A program's exception
 is raised in T under the same name: the builtin class of that name if it is an Exception (StopIteration
 excepted: a program could end the tests' loops with it), else a new Exception subclass. A module the tests use
-by a program's name (MBPP/596's `sys`) is imported in T, if it is in the standard library. If P dies or sends
-what `decode` refuses, the job fails, even if the tests catch the error. No pickle: T builds only the above.
+by a program's name (MBPP/596's `sys`) is imported in T, if it is the standard library's module of that name.
+If P dies or sends what `decode` refuses, the job fails, even if the tests catch the error. No pickle: T builds
+only the above.
 """
 import builtins, importlib, json, math, os, resource, shutil, signal, socket, struct, sys, tempfile, time  # noqa: E401
 
@@ -201,8 +202,8 @@ def tester(job, rd, wr, proof, nonce):
         for k, v in msg[2].items():
             if k not in job["share"]:
                 continue
-            if type(v) is list and v[:1] == ["M"] and len(v) == 2 and v[1] in sys.stdlib_module_names:
-                tns[k] = importlib.import_module(v[1])
+            if type(v) is list and v[:1] == ["M"]:  # only the module the tests name: no `import antigravity as sys`
+                tns[k] = importlib.import_module(k) if v == ["M", k] and k in sys.stdlib_module_names else None
             else:
                 tns[k] = decode(v, Remote, [MAX_ITEMS, 0])
         for i, src in enumerate(job["tests"]):
