@@ -11,16 +11,20 @@ Departures and limitations:
   1. Before math-verify, a thin space between thousands (1\\,000) goes, and a plain-word unit after a number
      (12 dollars) becomes \\text{ dollars}, which math-verify drops as it drops other units.
   2. math-verify is lenient by design: a pair or open interval equals the list or set of its ends ((1,2) == 1,2),
-     lists compare as sets (1,1,2 == 1,2,2), 50\\% equals 50 and 0.5, 2m == 2, numbers agree to 6 decimals
+     lists compare as sets (1,1,2 == 1,2,2), 50\\% equals 50 and 0.5, numbers agree to 6 decimals
      (0.333333 == \\frac{1}{3}); it misses \\frac{1}{i} == -i, \\sin 60^\\circ, 1e3, x > 3 against (3, \\infty).
-  3. Its time limits (5 s a step) use signal.alarm: threads other than the main one run without. Answers over
-     MAX_ANSWER characters or with unbalanced braces equal nothing. Agreement with hand labels: test_score.py.
-  4. Code tests run apart (sandbox.py), with pristine builtins and, of the program's names, only HumanEval's entry
-     point (the prompt's helpers run again beside them) or those MBPP's asserts use that are not builtins (or are
-     reference functions: MBPP/126's sum). They compare with ==, as published: an object equal to all passes. Toy
-     code: one plain `def f(x)`; its values on the hidden inputs are compared in the caller as JSON (7.0, true != 7).
+  3. Final form (final_form.py, as PRM800K's grader): an integer reference needs an integer answer; fractions and
+     roots are simplified if the reference's are; an answer with more operations than the reference (99^2+99+1
+     for 9901) or a relation for a value (0 < p < 15 for 15) earns 0; `x = 3` equals 3. Time limits (5 s a step) use
+     signal.alarm: threads other than the main one run without. Answers over MAX_ANSWER characters or with
+     unbalanced braces equal nothing. Agreement with hand labels: test_score.py.
+  4. Code tests run in a process of their own (sandbox.py, tester.py) and get, of the program's names, only
+     HumanEval's entry point (the prompt's helpers run again beside them) or those MBPP's asserts use that are not
+     builtins (or are reference functions: MBPP/126's sum); every call crosses as plain data, so an object equal to
+     all is not. Toy code: one plain `def f(x)`; its values are compared in the caller as JSON (7.0, true != 7).
 """
 import ast, builtins, itertools, numbers, re, threading  # noqa: E401
+from final_form import final_form
 from sandbox import DEFAULT_TIMEOUT, execute, execute_many, run_sandboxed, sandbox_features  # noqa: F401 (faces)
 
 MAX_TEXT, MAX_ANSWER = 1 << 16, 1000  # a longer model output has no answer; a longer answer equals nothing
@@ -73,7 +77,8 @@ def math_equal(pred, ref):
     try:
         t = 5 if threading.current_thread() is threading.main_thread() else None  # signal.alarm: main thread only
         p, r = _answer(pred), _answer(ref)
-        return bool(p and r and verify(parse(r, parsing_timeout=t), parse(p, parsing_timeout=t), timeout_seconds=t))
+        return bool(p and r and final_form(p[1:-1], r[1:-1])
+                    and verify(parse(r, parsing_timeout=t), parse(p, parsing_timeout=t), timeout_seconds=t))
     except Exception:
         return False
 

@@ -1,36 +1,40 @@
 """sandbox.py: runs generated programs against their tests for rewards.py's code graders. Optional reading.
 
-A program (str parts, each compiled and exec'd on its own, so a completion ending in an open string cannot swallow
-the tests; with tests apart, see run_sandboxed) runs in a child forked by a fork-server worker (`python -I -S
-sandbox.py --worker`, a pool per caller process). It gets:
+A job is a program (str parts, each compiled and exec'd on its own, so a completion ending in an open string cannot
+swallow the tests) and tests. A fork-server worker (`python -I -S sandbox.py --worker`, a pool per caller process)
+runs the program in a child forked by its program server (forked before any job: it never holds a test), and the
+tests in a child of its own; each call the tests make to the program crosses between them as plain data
+(tester.py, docs/sandbox.md). The program gets:
   - its own session and, where the kernel allows, new mount, PID and network namespaces: no network; a 32 MB
     tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; as PID 1, all it starts dies too;
   - as root, a fresh uid (UID_BASE + pid) keeping only CAP_DAC_READ_SEARCH (the interpreter may live under
     /root): RLIMIT_NPROC counts only its own processes and it can signal or write nothing of root's;
   - RLIMIT_CPU/AS (1 GiB)/NPROC/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin
     /dev/null, stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its
-    process group is killed), and proof of success: the caller sends the worker a random nonce (in no source,
-    argv or env of the program) that the program's process writes to its own pipe only after its last part
-    returned. The caller requires it and exit status 0: an early exit, a killed parent or unrun tests read False.
-Tests run after it in their own namespace, with builtins copied before it ran and only the names it shares: its
-globals and patches of `builtins` miss them. An expected result stays in the caller. Not protected against (see
-docs/sandbox.md): 1. A determined program on the same kernel: it reads any file; in its interpreter it can find the
-nonce and the tests' source and namespace (frames, gc) and forge success, patch modules the tests import or steer
-them (sys.settrace), but not meet an expected result. Without namespaces (non-root with unprivileged user namespaces
-off; containers without CAP_SYS_ADMIN) it has the network, writes wherever its uid may, and processes leaving its
-group survive it (`sandbox_features()` says what holds). 2. Not root, RLIMIT_NPROC counts all the user's processes:
-their count + NPROC_EXTRA, a fork-bomb bound; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays
-root. 3. The pool is not thread-safe. Benchmark: python sandbox.py --bench [--data ../shared/realdata]
+    process group is killed). Proof of success: the tests' process, not the program's, writes the caller's nonce
+    (which never reaches the program's process) after the tests passed and the program announced, with its own
+    nonce, that its last part returned. The worker and the tests' process are not dumpable: a program without
+    capabilities cannot read their memory. An expected result stays in the caller.
+Not protected against (see docs/sandbox.md): 1. A determined program on the same kernel reads any file it may (the
+dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end).
+Without namespaces (non-root with unprivileged user namespaces off; containers without CAP_SYS_ADMIN) it has the
+network, writes wherever its uid may, and processes leaving its group survive it (`sandbox_features()` says what
+holds). 2. Not root, RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound; as
+root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
+Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
 import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
-import shutil, signal, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+import signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+sys.path[:0] = [] if __name__ != "__main__" else [os.path.dirname(os.path.abspath(__file__))]  # python -I (worker)
+import tester  # noqa: E402
 
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
 OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
 MEM_LIMIT, NPROC_EXTRA, UID_BASE = 1 << 30, 32, 2_000_000_000  # RLIMIT_AS; processes and threads a program may add
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, CAP_DAC_READ_SEARCH = 1, 8, 36, 38, 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 36, 38
+CAP_DAC_READ_SEARCH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -71,9 +75,9 @@ def _count_tasks():
                if e.name.isdigit() and getattr(_quietly(e.stat), "st_uid", None) == me)
 
 
-def _child(job, nonce, timeout, tmp, out, w, mode, worker):
+def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
     """A worker's forked child; runs the program in a grandchild (PID 1 of a new PID namespace, if it can be)."""
-    _exit, _write, _getpid, _exec, _compile = os._exit, os.write, os.getpid, exec, compile  # before user code
+    _exit, _write, _getpid, _exec, _compile, _serve = os._exit, os.write, os.getpid, exec, compile, tester.serve
     feats = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
@@ -81,7 +85,6 @@ def _child(job, nonce, timeout, tmp, out, w, mode, worker):
         os.getppid() == worker or _exit(1)  # the worker died before the prctl
         os.setsid()
         uid = UID_BASE + os.getpid()
-        mode["uid"] and os.chown(tmp, uid, uid)
         if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET):
             feats.append("ns")
         if pid := os.fork():
@@ -89,6 +92,9 @@ def _child(job, nonce, timeout, tmp, out, w, mode, worker):
         _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # and with PID 1 its whole namespace dies
         if "ns" in feats and _isolate_fs():
             feats.append("ro")
+        if "ro" not in feats:  # a directory of its own on the host (with a private /tmp, none: nothing to clean)
+            os.mkdir(tmp, 0o700)
+            mode["uid"] and os.chown(tmp, uid, uid)
         os.chdir("/tmp" if "ro" in feats else tmp)
         _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if mode["uid"]:
@@ -109,20 +115,17 @@ def _child(job, nonce, timeout, tmp, out, w, mode, worker):
         os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=os.getcwd(), TMPDIR=os.getcwd(), LANG="C.UTF-8")
         for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
             os.dup2(fd, to)
-        os.closerange(3, w)  # among them the worker's pipes to the caller
+        rd, w = os.dup2(rd, 1 << 10), os.dup2(w, (1 << 10) + 1)  # the tester's pipes; all else is closed
+        os.closerange(3, rd)
         os.closerange(w + 1, 1 << 16)
-        _write(w, (",".join(feats) + "\n").encode())
         me, ns = _getpid(), {"__name__": "__main__", "__builtins__": builtins}
-        tns = {"__name__": "__main__", "__builtins__": dict(builtins.__dict__)}  # the tests' pristine builtins
         for i, src in enumerate(job["parts"]):
             _exec(_compile(src, f"<part{i}>", "exec"), ns)
-        tns.update({k: ns[k] for k in job["share"] if k in ns})
-        for i, src in enumerate(job["tests"]):
-            _exec(_compile(src, f"<test{i}>", "exec"), tns)
         sys.stdout.flush()
         sys.stderr.flush()
         if _getpid() == me:  # not a forked copy of the program
-            _write(w, nonce + b"\n" + json.dumps(tns.get("__result__")).encode())  # a forged one misses `expect`
+            _serve(ns, job["share"], rd, w, nonce, feats)  # until the tests end
+            sys.stdout.flush()
             _exit(0)
     except BaseException as e:  # its traceback goes to its (capped) output, for debugging
         try:
@@ -143,34 +146,45 @@ def _reap(*_):
         pass
 
 
-def _run_job(job, mode):
-    """Run one program in a fresh child: the facts the caller judges it by."""
-    tmp, timeout = tempfile.mkdtemp(prefix="score-sandbox-"), float(job["timeout"])
-    out, (r, w) = os.memfd_create("out"), os.pipe()
-    if (pid := os.fork()) == 0:
-        _child(job, job["nonce"].encode(), timeout, tmp, out, w, mode, os.getppid())
-    os.close(w)
-    deadline, timed_out = time.monotonic() + timeout, False
-    pidfd = _quietly(os.pidfd_open, pid)  # readable when the child exits (Linux >= 5.3; else poll)
+def _wait(pid, deadline, stop=None):
+    """Reap child pid, killing its group at the deadline, unless fd `stop` is readable first (then status None)."""
+    timed_out, pidfd = False, _quietly(os.pidfd_open, pid)  # readable when the child exits (Linux >= 5.3)
     while pid not in _reaped:
         if not timed_out and time.monotonic() > deadline:
             timed_out = True
             for kill in (os.killpg, os.kill):  # its process group, then itself (if it had no group yet)
                 _quietly(kill, pid, signal.SIGKILL)
         left = 0.05 if timed_out else min(0.05, max(0.0, deadline - time.monotonic()))
-        select.select([pidfd], [], [], left) if pidfd else time.sleep(1e-3)
+        fds = [f for f in (pidfd, stop) if f is not None]
+        if stop in (select.select(fds, [], [], left)[0] if fds else time.sleep(1e-3) or ()) and stop is not None:
+            break
         _reap()
-    status = _reaped.pop(pid)
-    _quietly(os.killpg, pid, signal.SIGKILL)  # whatever it left running in its group (without a PID namespace)
-    os.set_blocking(r, False)  # a stray process may still hold the write end
+    pidfd is None or os.close(pidfd)
+    return _reaped.pop(pid, None), timed_out
+
+
+def _run_job(job, mode, sock):
+    """Run one job: its program in a child of the program server, its tests in a child of ours."""
+    timeout, pnonce = float(job["timeout"]), secrets.token_hex(16)  # pnonce: the program's own proof of its end
+    deadline = time.monotonic() + timeout
+    jm, out, tout = (os.memfd_create(n) for n in ("job", "out", "tout"))
+    os.write(jm, json.dumps(dict(parts=job["parts"], share=job["share"], pnonce=pnonce, timeout=timeout)).encode())
+    (req_r, req_w), (resp_r, resp_w), (r, w) = os.pipe(), os.pipe(), os.pipe()
+    socket.send_fds(sock, [b"j"], [jm, req_r, resp_w, out])
+    list(map(os.close, (jm, req_r, resp_w)))
+    if (pid := os.fork()) == 0:
+        tester.tester_child(sys.modules[__name__], dict(job, pnonce=pnonce, timeout=timeout), resp_r, req_w, w, tout)
+    list(map(os.close, (req_w, resp_r, w)))
+    status, timed_out = _wait(pid, deadline)
+    sock.send(b"s")  # the program server kills the program now (its answers are all in) and cleans up
+    os.set_blocking(r, False)
     feats, proof, result = ((_quietly(os.read, r, 1 << 16) or b"").decode(errors="replace") + "\n\n").split("\n")[:3]
-    size, text = os.fstat(out).st_size, os.pread(out, 2000, 0).decode(errors="replace")
-    for fd in (r, out, pidfd):
-        fd is None or os.close(fd)
-    shutil.rmtree(tmp, ignore_errors=True)
-    _reaped.clear()  # orphans (a killed child's PID 1), reaped as they died
+    size, text = os.fstat(out).st_size, os.pread(out, 2000, 0) + b"\n" + os.pread(tout, 2000, 0)
+    list(map(os.close, (r, out, tout)))
+    _reaped.clear()
     return {"exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out, "nonce": proof, "result": result,
-            "out_bytes": size, "out": text, "features": feats.split(",") if feats else []}
+            "out_bytes": size, "out": text.decode(errors="replace").strip("\n"),
+            "features": feats.split(",") if feats else []}
 
 
 def _worker_main():
@@ -187,10 +201,18 @@ def _worker_main():
                     f.write(text)
         except (AssertionError, OSError):
             mode["ns"] = False
+    list(map(__import__, ("typing", "collections", "heapq", "random", "itertools", "copy", "cmath", "string")))
+    sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # (above: once, not per fork)
+    if os.fork() == 0:
+        sock.close()
+        signal.signal(signal.SIGCHLD, _reap)
+        tester.program_server(sys.modules[__name__], theirs, mode)
+    theirs.close()
+    _sys("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)  # a program without capabilities cannot read our memory, or T's
     _sys("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come to us to be reaped, not to a slow init
     signal.signal(signal.SIGCHLD, _reap)
     for line in sys.stdin.buffer:
-        os.write(1, (json.dumps(_run_job(json.loads(line), mode)) + "\n").encode())
+        os.write(1, (json.dumps(_run_job(json.loads(line), mode, sock)) + "\n").encode())
 
 
 # ---------------------------------------------------------------- the caller's side: a pool of workers
@@ -235,10 +257,10 @@ def _job(program):
 
 def run_sandboxed(programs, timeout=DEFAULT_TIMEOUT, workers=2):
     """Run programs on `workers` processes. A program: a str, a list of str parts, or a dict of program (str or
-    parts), tests (parts run after it in a namespace of their own, with builtins as before it ran), share (names the
-    tests get from its namespace) and expect (a JSON value the tests' `__result__` must equal; it stays here).
-    Per program: ok (the verdict), exit, timed_out, out_bytes, out (its first 2000 characters), result (the JSON
-    text of `__result__`), features ("ns" namespaces, "ro" read-only host, "uid" own uid)."""
+    parts), tests (parts run in a process of their own), share (names the tests get from it, as tester.py handles)
+    and expect (a JSON value the tests' `__result__` must equal; it stays here). Per program: ok (the verdict),
+    exit (of the tests' process), timed_out, out_bytes, out (the program's output, then the tests'), result (the
+    JSON text of `__result__`), features ("ns" namespaces, "ro" read-only host, "uid" own uid)."""
     results, busy, ws, retried = [], {}, [], set()  # busy: worker slot -> (program index, nonce, deadline)
     try:
         programs = list(programs)

@@ -13,6 +13,7 @@ is absent, as on a user's clone.
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -558,10 +559,10 @@ EQUIVALENT = [
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("x \\in [1, 2]", "[1,2]"),
     ("(3, -\\frac{1}{2})", "(3, -0.5)"), ("\\left[ \\frac{1}{2}, 1 \\right)", "[0.5, 1)"), ("-5", "-5.00"),
     ("007", "7"), ("1,2,2", "2,1,2"), ("\\dfrac{\\pi}{3}", "\\frac{\\pi}{3}"), ("4\\text{ cm}^2", "4"),
-    ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("\\frac{6}{4}", "1.5"), ("-\\dfrac{3}{4}", "-0.75"),
+    ("\\$1,000", "1000"), ("1\\,000", "1000"), (5, "5"), ("-\\dfrac{3}{4}", "-0.75"),
     ("50\\%", "0.5"),  # unequal before (the old grader only dropped the "%"), but 50% is 0.5
-    ("2\\sqrt{5}", "\\sqrt{20}"), ("6+9i", "9i+6"), ("10^{3}", "1000"), ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),
-    ("(x+1)^2", "x^2+2x+1"), ("[1,2]\\cup[3,4]", "[3,4]\\cup[1,2]"), ("10,\\!000", "10000"), ("3 hours", "3"),
+    ("6+9i", "9i+6"), ("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}"),  # issue 25: 4 pairs to FINAL_FORM
+    ("[1,2]\\cup[3,4]", "[3,4]\\cup[1,2]"), ("10,\\!000", "10000"), ("3 hours", "3"),
     ("\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
 ]
 NOT_EQUIVALENT = [
@@ -580,7 +581,7 @@ NOT_EQUIVALENT = [
 # Unequal (NOT_EQUIVALENT before), but math-verify equates them by design (rewards.py, departure 2): a pair or open
 # interval with the list or set of its two ends; lists as sets; "m" as metres. Pinned so that a change shows.
 MATH_VERIFY_LENIENT = [("(1,2)", "1,2"), ("(1, 2)", "\\{1, 2\\}"), ("3, 4", "(3, 4)"), ("1, 1, 2", "1, 2, 2"),
-                       ("2m", "2")]
+                       ]  # issue 25: ("2m", "2") to FINAL_FORM
 
 
 def test_math_equal_tables():
@@ -594,7 +595,8 @@ def test_math_equal_on_labelled_hard_pairs():
     """dev/math_pairs.json: (pred, ref, equal, kind), labelled by hand. With math-verify 0.9.0, 186/197 (94.4%)
     agree; the hand-written grader before it (a1537f3) agreed on 142/197 (72.1%)."""
     pairs = json.loads((HERE / "dev" / "math_pairs.json").read_text())
-    wrong = [(p, r, kind) for p, r, equal, kind in pairs if rewards.math_equal(p, r) != equal]
+    wrong = [(p, r, kind) for p, r, equal, kind in pairs  # issue 25: the final-form rule decides 4 (FINAL_FORM)
+             if rewards.math_equal(p, r) != FINAL_FORM_LABELS.get((p, r), equal)]
     assert len(pairs) >= 150 and len(wrong) <= 11, wrong
 
 
@@ -1966,3 +1968,189 @@ def test_a_checkpoint_that_cannot_be_written_names_the_file_and_the_os_error(tmp
         f"score.py: error: could not write checkpoint {tmp_path}/base.pt: [Errno 27] File too large", r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not list(tmp_path.glob("*.pt"))
+
+
+# ---- issue 25: graders RL cannot game, round 2 (tests in a process of their own; math in final form) ----
+
+LIAR = ("class _A:\n    __eq__ = __lt__ = __le__ = __gt__ = __ge__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n"
+        "    __abs__ = __neg__ = lambda s: s\n    __sub__ = __rsub__ = __add__ = __radd__ = lambda s, o: s\n"
+        "    __bool__ = lambda s: True\n    __hash__ = lambda s: 0\n    __len__ = lambda s: 0\n")
+LIARS = {"object": "_A()"} | {base: f"_{base}({arg})" for base, arg in (("int", "0"), ("list", ""), ("str", "''"),
+                                                                         ("dict", ""), ("tuple", ""), ("float", "0"))}
+LIAR_CLASSES = LIAR + "".join(f"class _{b}({b}):\n    __eq__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n"
+                              f"    __hash__ = lambda s: 0\n    __bool__ = lambda s: True\n" for b in LIARS if b != "object")
+
+
+def test_liars_fool_a_shared_interpreter():
+    """The control for the next test: in the program's own interpreter, each liar equals anything."""
+    ns = {}
+    exec(LIAR_CLASSES, ns)
+    assert all(eval(make, ns) == v and not eval(make, ns) != v for make in LIARS.values() for v in (5, [1], "x", None))
+
+
+@real
+def test_equality_liars_score_zero_on_humaneval_and_mbpp():
+    he = {p["task_id"]: p for p in data_real.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")}
+    mb = {p["task_id"]: p for p in data_real.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")}
+    progs, names = [], []
+    for make in LIARS.values():
+        for t in (0, 2, 4, 13, 23):
+            progs.append(rewards.humaneval_program(he[f"HumanEval/{t}"], f"    return {make}\n\n{LIAR_CLASSES}"))
+            names.append((f"HumanEval/{t}", make))
+        for t in (3, 4, 6, 82, 737):
+            job = rewards.mbpp_program(mb[t], "")
+            defs = "".join(f"def {n}(*a, **k):\n    return {make}\n" for n in job["share"] if n not in ("math", "re"))
+            progs.append(rewards.mbpp_program(mb[t], LIAR_CLASSES + defs))
+            names.append((f"MBPP/{t}", make))
+    ok = rewards.execute_many(progs, timeout=5.0, workers=2)
+    assert len(progs) == 70 and [n for n, o in zip(names, ok) if o] == []
+
+
+def test_program_cannot_find_the_tests_or_the_proof_in_memory(monkeypatch):
+    """A program searching its interpreter (gc, frames), its raw memory and other processes' memory for a marker
+    in the tests and for the proof nonce finds neither. The control: the same search finds a marker in the program."""
+    monkeypatch.setattr(sandbox.secrets, "token_hex", lambda n: "feedfacecafe" + "0" * (2 * n - 12))
+    search = (  # patterns that do not match their own text: the program holds no copy of what it seeks
+        "import gc, os, re, sys\n"
+        "PATS = [r'zq-secret-\\d{4}', r'feedfacecafe0{20}']\n"
+        "def found():\n"
+        "    hits, pats = set(), [re.compile(p) for p in PATS]\n"
+        "    def look(s):\n"
+        "        hits.update(m.group() for p in pats for m in [p.search(s)] if m)\n"
+        "    for o in gc.get_objects():\n"
+        "        for s in ([o] if isinstance(o, str) else [v for v in o.values() if isinstance(v, str)]\n"
+        "                  if isinstance(o, dict) else []):\n"
+        "            look(s)\n"
+        "    f = sys._getframe()\n"
+        "    while f:\n"
+        "        for v in (*f.f_locals.values(), *f.f_globals.values()):\n"
+        "            look(repr(v)[:10**5])\n"
+        "        f = f.f_back\n"
+        "    bpats = [re.compile(p.encode()) for p in PATS]\n"
+        "    for pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+        "        try:\n"
+        "            maps, mem = open(f'/proc/{pid}/maps').read(), open(f'/proc/{pid}/mem', 'rb', 0)\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        for a, b in re.findall(r'^([0-9a-f]+)-([0-9a-f]+) r', maps, re.M):\n"
+        "            try:\n"
+        "                mem.seek(int(a, 16))\n"
+        "                data = mem.read(min(int(b, 16) - int(a, 16), 1 << 26))\n"
+        "            except (OSError, ValueError, OverflowError):\n"
+        "                continue\n"
+        "            hits.update(m.group().decode() for p in bpats for m in [p.search(data)] if m)\n"
+        "    return sorted(hits)\n"
+        "def f():\n"
+        "    return found()\n")
+    tests = ["MARK = 'zq-secret-7781'\nassert f() == [], f()"]
+    job = {"program": search, "tests": tests, "share": ["f"]}
+    control = {"program": search + "HERE = 'zq-secret-7781'\n", "tests": tests, "share": ["f"]}
+    res = rewards.run_sandboxed([job, control], timeout=20.0, workers=2)
+    assert res[0]["ok"], res[0]["out"]  # found nothing
+    assert not res[1]["ok"] and "zq-secret-7781" in res[1]["out"], res[1]["out"]  # the search works
+
+
+def _job(program, tests, share=("f",)):
+    return {"program": program, "tests": [tests], "share": list(share)}
+
+
+# A fresh round: ways a program could pass tests without computing the answer. Each scores 0 here; the published
+# harness (one interpreter) passes most of them (docs/sandbox.md lists which, and what stays open).
+EXPLOITS_25 = {
+    "StopIteration ends the tests' loop": _job("def f(x):\n    raise StopIteration", "assert all(map(f, [1, 2, 3]))"),
+    "SystemExit(0) from the function": _job("def f(x):\n    raise SystemExit(0)", "assert f(1) == 2"),
+    "dies mid-call, tests catch errors": _job("import os\ndef f(x):\n    os._exit(0)",
+                                             "try:\n    assert f(1) == 2\nexcept BaseException:\n    pass"),
+    "sys.settrace skips the asserts": _job(
+        "import sys\ndef t(frame, ev, arg):\n    if frame.f_code.co_filename.startswith('<test') and ev == 'line' "
+        "and frame.f_lineno == 1:\n        frame.f_lineno = 3\n    return t\nsys.settrace(t)\ndef f(x):\n    return 0",
+        "x = 1\nassert f(1) == 2\nx = 2"),
+    "sys.setprofile / audit hook": _job("import sys\nsys.setprofile(lambda *a: None)\n"
+                                        "sys.addaudithook(lambda *a: None)\ndef f(x):\n    return 0", "assert f(1) == 2"),
+    "truth value that flips": _job("class B:\n    n = 0\n    def __bool__(s):\n        B.n += 1\n"
+                                   "        return B.n % 2 == 1\ndef f(x):\n    return B()", "r = f(1)\nassert r\nassert not r"),
+    "value that changes on each comparison": _job(
+        "class C:\n    n = 0\n    def __eq__(s, o):\n        C.n += 1\n        return o == C.n\n    __hash__ = None\n"
+        "def f(x):\n    return C()", "r = f(1)\nassert r == 1\nassert r == 2"),
+    "patches the module the tests import": _job("import math\nmath.isclose = lambda *a, **k: True\ndef f(x):\n"
+                                               "    return 0.0", "import math\nassert math.isclose(f(1), 3.5)"),
+    "pretends to be an int (__class__)": _job("class I:\n    __class__ = int\n    __eq__ = lambda s, o: True\n"
+                                             "    __hash__ = lambda s: 0\ndef f(x):\n    return I()", "assert f(1) == 7"),
+    "answer too large to cross": _job("def f(x):\n    return 'x' * (1 << 25)", "assert len(f(1)) == 1 << 25"),
+    "answer nested too deep": _job("def f(x):\n    a = []\n    for _ in range(10 ** 4):\n        a = [a]\n    return a",
+                                   "r = f(1)\nassert r != 1"),
+    "makes the tests import another module": _job("import antigravity as sys\ndef f(x):\n    return 0",
+                                                   "assert f(1) == sys.maxsize * 0 + 0", ("f", "sys")),
+    "redefines HumanEval's check": {"program": "def f(x):\n    return 0\ndef check(candidate):\n    pass\n",
+                                    "tests": ["def check(candidate):\n    assert candidate(1) == 2\n", "check(f)"],
+                                    "share": ["f"]},
+    "left state for the next program (run second)": _job(
+        "import builtins, os\ndef f(x):\n    seen = [getattr(builtins, 'LEAK', 0), os.environ.get('LEAK'),\n"
+        "            os.path.exists(os.path.expanduser('~/leak')), os.path.exists('/dev/shm/leak')]\n"
+        "    return 2 if any(seen) else 0", "assert f(1) == 2"),
+}
+LEAVE_STATE = ("import builtins, os\nbuiltins.LEAK = 1\nos.environ['LEAK'] = '1'\nopen(os.path.expanduser('~/leak'), "
+               "'w').write('x')\nopen('/dev/shm/leak', 'w').write('x')\n")
+
+
+def test_fresh_exploits_score_zero():
+    jobs = [LEAVE_STATE] + list(EXPLOITS_25.values())  # one worker: the state-leaving program runs just before
+    res = rewards.run_sandboxed(jobs, timeout=5.0, workers=1)
+    assert res[0]["ok"] and [n for n, r in zip(EXPLOITS_25, res[1:]) if r["ok"]] == []
+    # controls: the same tests pass for a program that computes, and the state is visible within one program
+    honest = [_job("def f(x):\n    return True", "assert all(map(f, [1, 2, 3]))"),
+              _job("def f(x):\n    raise ValueError(x)", "try:\n    assert f(1) == 2\nexcept BaseException:\n    pass"),
+              _job("def f(x):\n    return x + 1", "x = 1\nassert f(1) == 2\nx = 2"),
+              _job("def f(x):\n    return 3.5", "import math\nassert math.isclose(f(1), 3.5)"),
+              _job("def f(x):\n    return 'x' * (1 << 20)", "assert len(f(1)) == 1 << 20"),
+              _job(LEAVE_STATE + EXPLOITS_25["left state for the next program (run second)"]["program"],
+                   "assert f(1) == 2"),
+              _job("import re\ndef f(x):\n    return re.match('a', x)", "assert f('ab')\nassert not f('b')"),
+              _job("import sys\ndef f(x):\n    return 0", "assert f(1) == sys.maxsize * 0 + 0", ("f", "sys"))]
+    assert [r["out"][-200:] for r in rewards.run_sandboxed(honest, timeout=5.0, workers=2) if not r["ok"]] == []
+
+
+# The final-form rule (rewards.py departure 3, final_form.py): (answer, reference, verdict). Unevaluated or
+# unsimplified forms may go either way; these rows say which way the rule chose.
+FINAL_FORM = [
+    ("99^2+99+1", "9901", False), ("\\dbinom{31}{28}", "4495", False), ("(-k + 4) + (-2 + 3k)", "2k+2", False),
+    ("0 < p < 15", "15", False), ("x = 3", "3", True), ("x=3", "3", True), ("x \\in [1, 2]", "[1,2]", True),
+    ("p < 15", "p < 15", True), ("10^{3}", "1000", False), ("10^3", "1000", False), ("1000", "10^{3}", True),
+    ("\\frac{6}{4}", "1.5", False), ("\\frac{6}{8}", "\\frac{3}{4}", False), ("\\frac{3}{4}", "\\frac{6}{8}", True),
+    ("\\sqrt{20}", "2\\sqrt{5}", False), ("2\\sqrt{5}", "\\sqrt{20}", True), ("\\sqrt{242}", "11\\sqrt2", False),
+    ("\\frac{3}{\\sqrt{27}}", "\\frac{\\sqrt{3}}{3}", False), ("(2, \\frac{\\sqrt{12}}{2})", "(2, \\sqrt{3})", False),
+    ("x^2+2x+1", "(x+1)^2", False), ("(x+1)^2", "x^2+2x+1", True), ("2m", "2", False), ("5.0", "5", True),
+    ("\\frac{\\sqrt{10}}{5}", "\\sqrt{\\frac{2}{5}}", True), ("-\\sqrt{2}, \\sqrt{2}", "\\pm\\sqrt{2}", True),
+    ("2\\frac{1}{2}", "\\frac{5}{2}", True), ("4\\text{ cm}^2", "4", True), ("\\$1,000", "1000", True),
+    ("25\\%", "0.25", True), ("0.25", "25\\%", True), ("9901", "99^2+99+1", True), ("3! \\cdot 2", "12", False),
+]
+FINAL_FORM_LABELS = {(p, r): v for p, r, v in FINAL_FORM}  # dev/math_pairs.json rows the rule decides
+
+
+def test_math_final_form():
+    import final_form
+    assert [(p, r) for p, r, v in FINAL_FORM if rewards.math_equal(p, r) != v] == []
+    assert final_form.operations("(-k + 4) + (-2 + 3k)") == 3 and final_form.operations("-\\frac{1}{2}") == 0
+    pairs = json.loads((HERE / "dev" / "math_pairs.json").read_text())  # the rows the rule decides, and the rest
+    decided = {(p, r) for p, r, e, _ in pairs if FINAL_FORM_LABELS.get((p, r), e) != e}  # the rule against a label
+    rest = [x for x in pairs if (x[0], x[1]) not in decided]  # on the others, as good as math-verify alone (11 off)
+    assert len(decided) == 4 and sum(rewards.math_equal(p, r) == e for p, r, e, _ in rest) >= len(rest) - 11
+
+
+def _copied(problem):
+    """Expressions a policy could copy from a statement: each math segment, and each side of a relation in it."""
+    segs = re.findall(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", problem, re.S)
+    out = []
+    for s in (x for g in segs for x in g if x.strip()):
+        out += [s.strip()] + [p.strip() for p in re.split(r"=|\\le|\\ge|<|>", s) if p.strip() and "=" in s]
+    return list(dict.fromkeys(out))[:30]
+
+
+@real
+def test_math500_copied_expressions_earn_almost_nothing():
+    """Boxing an expression copied from the statement: 22/428 (5.1%) credited before the final-form rule."""
+    recs = data_real.load_math(REAL / "math500" / "test.jsonl")
+    asked = [r for r in recs if re.sub(r"\s", "", r["answer"]) not in re.sub(r"\s", "", r["problem"])]
+    hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
+    assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
+    assert len(_copied("Find $99^2+99+1$ and \\[x = \\dbinom{31}{28}\\]")) == 4  # the copier copies
