@@ -88,7 +88,7 @@ def blank(src, numbers):
         indent = lines[first - 1][:len(lines[first - 1]) - len(lines[first - 1].lstrip())]
         kept = [indent + ln.strip() + "\n" for ln in lines[first - 1:last] if ln.strip().startswith("#")]
         note = [indent + "# " + ln + "\n" for ln in [f"Exercise {n} (course/README.md):"] + EXERCISES[n].note]
-        lines[first - 1:last] = kept + note + [f"{indent}raise NotImplementedError({message(n)!r})\n"]
+        lines[first - 1:last] = kept + note + [f"{indent}raise NotImplementedError(\"{message(n)}\")\n"]
     return "".join(lines)
 
 
