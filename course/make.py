@@ -158,8 +158,12 @@ def main(argv=None):
         (out / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, out / f)
     (out / FILE).write_text(text)
-    what = "one planted silent bug" if a.plant_bug else f"exercises {', '.join(map(str, numbers))}"
-    print(f"course/make.py: wrote {out} with {what}; grade one with: cd {out} && python -m pytest course -k ex1")
+    if a.plant_bug:
+        print(f"course/make.py: wrote {out} with one planted silent bug; find it from the metrics of: cd {out} && "
+              "OMP_NUM_THREADS=1 SEED=0 bash train_small.sh")
+    else:
+        print(f"course/make.py: wrote {out} with exercises {', '.join(map(str, numbers))}; grade one with: cd {out} "
+              f"&& python -m pytest course -k ex{numbers[0] if numbers else 1}")
 
 
 if __name__ == "__main__":
