@@ -25,7 +25,7 @@ import torch  # noqa: E402
 import score as solution  # noqa: E402
 from data import toy_math  # noqa: E402
 from make import EXERCISES  # noqa: E402
-from test_exercises import TOK, LogProbs, Scripted, attempts_of, rl_args  # noqa: E402
+from stand_ins import TOK, LogProbs, Scripted, attempts_of, rl_args  # noqa: E402
 from tokenizer import CharTokenizer  # noqa: E402
 
 F64 = torch.float64

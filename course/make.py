@@ -15,7 +15,6 @@ N: ...")`. The statements around the region stay, so the names the region must d
 """
 import argparse
 import ast
-import os
 import shutil
 import subprocess
 import sys
