@@ -2154,3 +2154,71 @@ def test_math500_copied_expressions_earn_almost_nothing():
     hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
     assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
     assert len(_copied("Find $99^2+99+1$ and \\[x = \\dbinom{31}{28}\\]")) == 4  # the copier copies
+
+
+# ---- issue 20: course assignments (course/make.py, course/test_exercises.py, course/check.py) ----
+
+
+def _course(*args, cwd=HERE, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _grade(copy, *select):
+    """run the public course tests in a copy; {test name: (outcome, failure message)}"""
+    import xml.etree.ElementTree as ET
+    r = _course("-m", "pytest", "-q", "-p", "no:cacheprovider", "course", *select, "--junitxml", "grades.xml", cwd=copy)
+    cases = ET.parse(Path(copy) / "grades.xml").getroot().iter("testcase")
+    out = {c.get("name"): next(((e.tag, e.get("message", "")) for e in c if e.tag in ("failure", "error")),
+                              ("passed", "")) for c in cases}
+    assert out, f"no course test ran in {copy}: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    return out, r
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_course_copy_blanks_one_exercise_and_its_tests_alone_fail(n, tmp_path):
+    # the copy imports; exercise n's tests fail with its NotImplementedError; every other exercise's pass there
+    copy = tmp_path / "hw"
+    r = _course("course/make.py", "--out", str(copy), "--exercises", str(n))
+    assert r.returncode == 0, r.stderr
+    grades, run = _grade(copy)
+    mine = {t: g for t, g in grades.items() if t.startswith(f"test_ex{n}_")}
+    assert mine and all(o == "failure" and f"NotImplementedError: Exercise {n}:" in m for o, m in mine.values()), mine
+    others = {t: o for t, (o, _) in grades.items() if t not in mine}
+    assert others and set(others.values()) == {"passed"}, others
+    assert "public tests: " in run.stdout and "all tests passed" not in run.stdout
+
+
+def test_course_solve_puts_the_solution_back_byte_for_byte(tmp_path):
+    copy = tmp_path / "hw"
+    assert _course("course/make.py", "--out", str(copy)).returncode == 0
+    stub = (copy / "score.py").read_text()
+    for n in range(1, 6):
+        assert stub.count(f'raise NotImplementedError("Exercise {n}: ') == 1
+    assert "(0 if hit else 1)" not in stub and "rloo(c2 + args.alpha * r1" not in stub  # the code is gone
+    assert "# Eq. 4: r^(y1) = r(y1)" in stub  # the comments naming the equations stay
+    r = _course("course/make.py", "--solve", str(copy))
+    assert r.returncode == 0 and "5 exercise(s) put back" in r.stdout, r.stderr
+    assert (copy / "score.py").read_bytes() == (HERE / "score.py").read_bytes()
+    bug = tmp_path / "bug"
+    assert _course("course/make.py", "--out", str(bug), "--plant-bug").returncode == 0
+    diff = [(a, b) for a, b in zip((HERE / "score.py").read_text().splitlines(), (bug / "score.py").read_text().splitlines())
+            if a != b]
+    assert len(diff) == 1 and "kl1" in diff[0][0]  # one silent line
+
+
+def test_course_check_fails_a_special_cased_rloo_that_passes_the_public_tests(tmp_path):
+    copy = tmp_path / "hw"
+    assert _course("course/make.py", "--out", str(copy), "--exercises", "2").returncode == 0
+    src = (copy / "score.py").read_text()
+    stub = next(line for line in src.splitlines() if 'raise NotImplementedError("Exercise 2: ' in line)
+    planted = ("    g = c.view(-1, k)\n    if k <= 5:  # the group sizes the public tests use\n"
+               "        return (g - (g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)\n"
+               "    return (g - g.mean(1, keepdim=True)).reshape(-1)  # wrong: the sample's own credit in its baseline")
+    (copy / "score.py").write_text(src.replace(stub, planted))
+    grades, run = _grade(copy, "-k", "ex2")
+    assert set(o for o, _ in grades.values()) == {"passed"} and "public tests passed" in run.stdout, grades
+    r = _course("course/check.py", str(copy), "--exercises", "2", "--seed", "0")
+    assert r.returncode == 1 and "exercise 2 (rloo): FAILED" in r.stdout, r.stdout + r.stderr
+    r = _course("course/check.py", str(HERE))  # the solution itself, on a fresh seed
+    assert r.returncode == 0 and "all passed" in r.stdout, r.stdout + r.stderr
