@@ -206,10 +206,7 @@ def check_skips(skips, ok, step, limit=3):
 
 
 def setup_ddp(args):
-    """`torchrun` sets RANK / WORLD_SIZE: one process per device, gradients all-reduced (ddp_wrap). Rank 0, which
-    alone writes, first takes the run's lock (eval: of the file it writes, results.json or scaling.json)."""
-    if int(os.environ.get("RANK", 0)) == 0:
-        one_writer(args.out, ("scaling" if args.scaling else "results") if args.stage == "eval" else args.name)
+    """`torchrun` sets RANK / WORLD_SIZE: one process per device, gradients all-reduced (ddp_wrap)."""
     args.device = get_device(args.device or None)
     args.ddp, args.rank, args.world = int(os.environ.get("RANK", -1)) != -1, 0, 1
     if args.ddp:
@@ -240,8 +237,11 @@ def run_id(args):
 
 
 def resume(args, model, opt, rng, gen=None):
-    """With --resume and a <name>_last.pt of this same run: restore weights, optimizer and RNGs. Returns the
-    next step, after dropping this name's metrics.jsonl rows past it (one row per step, never two runs mixed)."""
+    """Take <out>/<name>.lock. With --resume and a <name>_last.pt of this same run: restore weights, optimizer and
+    RNGs. Returns the next step, after dropping this name's metrics.jsonl rows past it (one row per step, never two
+    runs mixed)."""
+    if args.master:  # rank 0 alone writes: the run's lock, after the checks and before the first write
+        one_writer(args.out, args.name)
     start = 0
     if args.resume and os.path.exists(last_path(args)):
         start = restore(args, model, opt, rng, gen)

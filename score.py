@@ -61,7 +61,7 @@ from tqdm import tqdm
 from data import real, toy_code, toy_math
 from model import GPT, GPTConfig, autocast
 from runs import (at_least, check_context, check_skips, ddp_wrap, last_path, load_checkpoint, load_model, logger,
-                  resume, run_id, save_checkpoint, setup_ddp, step_if_finite)
+                  one_writer, resume, run_id, save_checkpoint, setup_ddp, step_if_finite)
 from rewards import toy_code_rewards
 from tokenizer import CharTokenizer, from_description
 
@@ -145,7 +145,7 @@ def check_flags(args):
 def derive(args):
     check_flags(args)
     args.name = args.name or {"stage2": "score"}.get(args.stage, args.stage)
-    setup_ddp(args)  # the run's lock; device, ddp, rank, world and master (rank 0 alone prints and writes)
+    setup_ddp(args)  # sets device, ddp, rank, world and master (rank 0 alone prints and writes)
     args.task_ = toy_task(args.task) if args.task.startswith("toy") else real.task(args)
     return args
 
@@ -538,6 +538,7 @@ def train_rl(args, log):
 def run_eval(args):
     """The eval stage: the table (results.json) or the inference-scaling study (scaling.json)."""
     rows, fixed, names = [], None, args.evaluate.split(",")
+    one_writer(args.out, "scaling" if args.scaling else "results")  # one eval at a time writes the file
     shown = set(names)
     if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
         names = [args.fixed_y1] + [n for n in names if n != args.fixed_y1]
