@@ -30,9 +30,10 @@ Try it:  python data/toy_code.py
 """
 import functools
 import random
+import re
 
 DOMAIN = range(-9, 10)
-ALPHABET = "\n %()*+,-0123456789:;=abdefimnrstux"  # every character of prompts and programs (sorted)
+ALPHABET = "\n #%()*+,-0123456789:;=abdefimnrstux"  # every character of prompts and programs (sorted)
 
 
 def _functions(level):
@@ -44,6 +45,10 @@ def _functions(level):
     if level >= 2:
         exprs += [f"x%{m}{b:+d}" for m in range(2, 10) for b in range(-19, 20)]
         exprs += [f"{g}(x,{c})" for g in ("max", "min") for c in range(-9, 10)]
+    return _distinct(exprs)
+
+
+def _distinct(exprs):
     seen, out = set(), []
     for e in exprs:
         fn = eval("lambda x:" + e)  # our own expressions, not model output
@@ -58,7 +63,9 @@ def make_problem(expr, values, rng, n_shown=4, n_tests=6, anchored=False):
     """anchored: show f(0) and f(1) first (score.py's toy code task), so a linear guess is two lookups."""
     xs = rng.sample(list(DOMAIN), n_shown + n_tests)
     if anchored:
-        xs = [0, 1] + rng.sample([x for x in DOMAIN if x not in (0, 1)], n_shown + n_tests - 2)
+        A = MIX["anchors"]
+        n_shown = MIX["n_shown"]
+        xs = A + rng.sample([x for x in DOMAIN if x not in A], n_shown + n_tests - len(A))
     return {"prompt": "".join(f"f({x})={values[x]};" for x in xs[:n_shown]) + "\n",
             "solution": "def f(x):return " + expr, "tests": [(x, values[x]) for x in xs[n_shown:]], "id": expr}
 
@@ -78,21 +85,30 @@ def make_splits(seed=0, n_train=5000, n_val=100, n_test=100, level=0, n_shown=4,
 
 INSTRUCTION = "\nrecheck:\n"  # the same fixed correction instruction as the toy math task
 TOY_LEVEL = 1  # score.py's toy code task: linear, quadratic and abs functions
+MIX = dict(anchors=[0, 1], n_shown=4, level=1, abs=True, a_max=9, b_max=19, trace=True, p_know=0.2, p_copy=0.5)  # screening knobs
+
+
+def _task_functions():
+    if MIX["level"] != "lq":
+        return [(e, v) for e, v in _functions(MIX["level"]) if MIX["abs"] or not e.startswith("abs")]
+    A, B = MIX["a_max"], MIX["b_max"]
+    return _distinct([f"x*{q}{a}{b:+d}" for q in ("", "x*") for a in range(-A, A + 1) if a for b in range(-B, B + 1)])
 
 
 @functools.lru_cache(maxsize=1)
 def _held_out():
     """score.py's test (300) and val (100) functions, by make_splits' rule (seed 0)."""
-    return make_splits(seed=0, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
+    fns = _task_functions()
+    random.Random("toy-code-0-1").shuffle(fns)
+    return {"test": [e for e, _ in fns[:300]], "val": [e for e, _ in fns[300:400]]}
 
 
 @functools.lru_cache(maxsize=1)
 def _score_splits():
     """score.py's problems, each shown with f(0) and f(1) first; train draws from the other functions."""
     rng = random.Random("toy-code-anchored-0")
-    values = dict(_functions(TOY_LEVEL))
-    splits = {k: v for k, v in _held_out().items() if k != "train"}
-    out = {k: [make_problem(q["id"], values[q["id"]], rng, anchored=True) for q in v] for k, v in splits.items()}
+    values = dict(_task_functions())
+    out = {k: [make_problem(e, values[e], rng, anchored=True) for e in v] for k, v in _held_out().items()}
     out["train"] = [make_problem(*rng.choice(_train_functions()), rng, anchored=True) for _ in range(20000)]
     return out
 
@@ -105,27 +121,45 @@ def problems(split, n, seed=0):
     return [{**q, "grader": "toy_code"} for q in items]
 
 
-def solve(problem, rng, p_know=0.2):
+def shown(problem):
+    return [tuple(map(int, e[2:].split(")="))) for e in problem["prompt"].strip().strip(";").split(";")]
+
+
+def write(expr, problem):
+    """An attempt: the program, then (MIX trace) what it gives on the shown inputs after the first two."""
+    fn = eval("lambda x:" + expr)  # our own expressions, not model output
+    trace = " #" + " ".join(f"f({x})={fn(x)}" for x, _ in shown(problem)[2:]) if MIX["trace"] else ""
+    return "def f(x):return " + expr + trace
+
+
+def solve(problem, rng, p_know=None):
     """An attempt: the canonical program with chance p_know, else the linear fit through two shown points."""
-    if rng.random() < p_know:
-        return problem["solution"]
-    (x1, y1), (x2, y2) = [tuple(map(int, e[2:].split(")="))) for e in problem["prompt"].split(";")[:2]]
+    if rng.random() < (MIX["p_know"] if p_know is None else p_know):
+        return write(problem["id"], problem)
+    (x1, y1), (x2, y2) = shown(problem)[:2]
     a = round((y2 - y1) / (x2 - x1))
-    return f"def f(x):return x*{a}{y1 - a * x1:+d}"
+    return write(f"x*{a}{y1 - a * x1:+d}", problem)
 
 
-def corpus_example(rng, p_copy=0.5):
+def corpus_example(rng, p_copy=None):
     """(prompt, y1, y2) of a random train problem: y2 copies y1 or re-solves with the same misconception."""
     q = make_problem(*_train_functions()[rng.randrange(len(_train_functions()))], rng, anchored=True)
     y1 = solve(q, rng)
-    return q["prompt"], y1, y1 if rng.random() < p_copy else solve(q, rng)
+    return q["prompt"], y1, y1 if rng.random() < (MIX["p_copy"] if p_copy is None else p_copy) else solve(q, rng)
+
+
+def check_and_fix(problem, y1):
+    """The second look: if y1's trace disagrees with a shown value, the same fit one degree up (x*x*a+b)."""
+    vals = dict(shown(problem))
+    wrong = any(vals.get(int(x)) != int(y) for x, y in re.findall(r"f\((-?\d+)\)=(-?\d+)", y1.split("#")[-1]))
+    return y1.replace("return x*", "return x*x*", 1) if wrong else y1
 
 
 @functools.lru_cache(maxsize=1)
 def _train_functions():
     """The train functions of score.py's split, (expr, values), to draw fresh corpus examples from."""
-    test_val = {q["id"] for q in _held_out()["test"] + _held_out()["val"]}
-    return [(e, v) for e, v in _functions(TOY_LEVEL) if e not in test_val]
+    test_val = set(_held_out()["test"] + _held_out()["val"])
+    return [(e, v) for e, v in _task_functions() if e not in test_val]
 
 
 if __name__ == "__main__":
@@ -137,5 +171,8 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from rewards import toy_code_rewards
     test = problems("test", 300)
-    ok = toy_code_rewards(test, [solve(q, random.Random(1), p_know=0.0) for q in test])
+    y1 = [solve(q, random.Random(1), p_know=0.0) for q in test]
+    ok = toy_code_rewards(test, y1)
     print(f"score.py's toy code task: the linear misconception solves {sum(ok) / len(ok):.3f} of test functions")
+    ok = toy_code_rewards(test, [check_and_fix(q, y) for q, y in zip(test, y1)])
+    print(f"the check-and-fix rule on its first attempts: {sum(ok) / len(ok):.3f}")
