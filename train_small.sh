@@ -13,7 +13,7 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
   "$PY" -m pip install -q -r requirements.txt
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
-ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160)  # code prompts and programs are longer than sums
+ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160) && common+=(--max_new 48)  # programs + trace > sums
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
 "$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"

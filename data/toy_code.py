@@ -96,7 +96,7 @@ TASK = [f"x*{q}{a}{b:+d}" for q in ("", "x*") for a in range(-9, 10) if a for b 
 def _score_splits():
     """score.py's problems: 300 test and 100 val functions; train draws from the rest, with fresh hidden inputs."""
     fns = _distinct(TASK)
-    random.Random("toy-code-task-0").shuffle(fns)
+    random.Random("toy-code-0-1").shuffle(fns)
     rng = random.Random("toy-code-anchored-0")
     out = {k: [make_problem(e, v, rng, anchored=True) for e, v in f] for k, f in (("test", fns[:300]),
                                                                                   ("val", fns[300:400]))}
