@@ -31,7 +31,7 @@ Limitations: 1. make_splits' splits are per (seed, level), and 4 points may not 
 2. The check is one comparison, and so is noticing in the prompt that f(-1) != f(1): the first
 attempt could learn it as easily (the toy math task's first attempt needs a look-ahead instead).
 3. Measured (docs/reproduce.md, seed 0, validation): the base learns its solver in 300 steps (50%); Stage I
-learns the second look (Δ +12), half-length stages did not (Δ +3); one seed: not part of the README's claims.
+and SCoRe learn the second look (Δ +12, +15), half-length stages not (+3); one seed, not in the README's claims.
 
 Try it:  python data/toy_code.py
 """
