@@ -863,19 +863,17 @@ def test_toy_code_splits_disjoint_and_alphabet():
 def test_toy_code_corpus_misconception_and_held_out_functions():
     rng = toy_code.random.Random(0)
     test, val = toy_code.problems("test", 300), toy_code.problems("val", 100)
-    held_out = {q["id"] for q in test + val}
     assert len(test) == 300 and len(val) == 100 and all(q["grader"] == "toy_code" for q in test)
-    fits = [toy_code.solve(q, rng, p_know=0.0) for q in test]  # the linear misconception alone
+    fits = [toy_code.solve(q, rng, p_know=0.0) for q in test]  # the even misconception alone
     ok = rewards.toy_code_rewards(test, fits)
-    linear = [q["id"].startswith("x*") and not q["id"].startswith("x*x") for q in test]
-    # right on every linear function; on a non-linear one only when the hidden tests miss its curve or kink
-    assert all(o == 1.0 for o, lin in zip(ok, linear) if lin) and sum(ok) - sum(linear) < 0.1 * len(test)
-    assert 0.3 < sum(ok) / len(ok) < 0.7
-    train_ids = {e for e, _ in toy_code._train_functions()}
-    assert not train_ids & held_out and len(train_ids) + len(held_out) == len(toy_code._functions(1))
+    even = [q["id"].startswith("x*x") for q in test]
+    assert ok == [float(e) for e in even] and 0.3 < sum(ok) / len(ok) < 0.7  # right exactly on the even functions
+    fixed = rewards.toy_code_rewards(test, [toy_code.check_and_fix(q, y) for q, y in zip(test, fits)])
+    assert fixed == [1.0] * len(test)  # the second look (trace vs the prompt's f(-1)) fixes every odd one
     for _ in range(50):
         prompt, y1, y2 = toy_code.corpus_example(rng)
         assert prompt.endswith(";\n") and y1.startswith("def f(x):return ") and y2.startswith("def f(x):return ")
+        assert set(prompt + y1 + y2) <= set(toy_code.ALPHABET) and " #f(-1)=" in y1
 
 
 def test_toy_code_grader():
@@ -2219,3 +2217,17 @@ def test_course_check_fails_a_special_cased_rloo_that_passes_the_public_tests(tm
     assert r.returncode == 1 and "exercise 2 (rloo): FAILED" in r.stdout, r.stdout + r.stderr
     r = _course("course/check.py", str(HERE))  # the solution itself, on a fresh seed
     assert r.returncode == 0 and "all passed" in r.stdout, r.stdout + r.stderr
+
+
+# ---- issue 22: toy code held out by function identity ----
+
+def test_toy_code_no_test_function_in_corpus_or_rl_prompts():
+    values = dict(toy_code._distinct(toy_code.TASK))
+    key = lambda e: tuple(values[e][x] for x in (0, 1, -1))  # f(0), f(1), f(-1) pin a task function down
+    held = {key(q["id"]) for q in toy_code.problems("test", 300) + toy_code.problems("val", 100)}
+    assert len(held) == 400 and len({key(e) for e in values}) == len(values)
+    rl = toy_code.problems("train", 20000)
+    assert not held & {key(q["id"]) for q in rl}  # RL prompts
+    rng = toy_code.random.Random(1)
+    corpus = {tuple(v for _, v in toy_code.shown({"prompt": toy_code.corpus_example(rng)[0]})) for _ in range(3000)}
+    assert len(corpus) > 500 and not held & corpus  # base corpus prompts, read off what they show

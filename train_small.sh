@@ -13,7 +13,7 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
   "$PY" -m pip install -q -r requirements.txt
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
-ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160)  # code prompts and programs are longer than sums
+ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160) && common+=(--max_new 48)  # programs + trace > sums
 mkdir -p "$OUT"
 exec 9>>"$OUT/train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
 "$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below

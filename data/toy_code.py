@@ -1,38 +1,46 @@
 """data/toy_code.py: the toy code task: write a one-line Python function from a few input/output examples.
 
-    prompt    "f(2)=7;f(5)=16;f(0)=1;f(-3)=-8;\\n"       (n_shown examples of an integer function)
-    solution  "def f(x):return x*3+1"                  (the canonical program; any correct program scores)
-    tests     [(-7, -20), (1, 4), ...]                 (n_tests hidden inputs, none of them shown)
+    prompt    "f(0)=8;f(1)=5;f(-1)=11;\\n"                 (score.py's task: f(0), f(1), f(-1) shown)
+    solution  "def f(x):return x*-3+8"                    (the canonical program; any correct program scores)
+    tests     [(-7, 29), (4, -4), ...]                    (n_tests hidden inputs, none of them shown)
 
 Graded by rewards.toy_code_reward: the program must be one plain `def f(x)`; the sandbox sends back f's
-values on the hidden inputs as JSON and the caller compares them with the expected integers. Small enough
-for a ~1-5M parameter character-level GPT to solve partly: the linear family is pattern completion of two
-numbers; harder families need more.
+values on the hidden inputs as JSON and the caller compares them with the expected integers. An attempt may
+end in a comment (its trace, below): the grader ignores it, so a written value is never trusted.
 
-Difficulty `level` (families of f, x in DOMAIN = -9..9):
+Difficulty `level` of make_splits (families of f, x in DOMAIN = -9..9; its tests and sandbox's benchmark):
   0: x*a+b                  a in +-1..9, b in -19..19
   1: + x*x*a+b (a in +-1..3), abs(x*a+b) (a in 1..9)
   2: + x%m+b (m in 2..9), max(x,c), min(x,c) (c in -9..9)
 A problem's identity is its function (its values on all of DOMAIN: max(x,-9) and x*1+0 are one problem).
 make_splits deals the shuffled distinct functions out to test, val, then train: no test or val function
 appears in train; train items repeat functions with fresh shown/hidden inputs.
-Limitations: 1. splits are per (seed, level); a level-0 test function may be a train function at level 2.
-2. a few shown examples may not pin the function down (e.g. x%m with 4 points); the hidden tests decide.
 
-The imperfect solver (the base model's corpus, score.py --task toy_code, whose prompts show f(0) and f(1)
-first): its misconception is that every function is linear. It fits x*a+b through those two examples, which is
-right on the linear family and wrong on the quadratic and abs families of level 1 (TOY_LEVEL), except that
-with p_know=0.2 it writes the canonical program, so a sampled attempt sometimes gets a non-linear function
-right (RL's signal). The second attempt copies the first (p_copy=0.5) or re-solves the same way; it never
-gets an oracle fix. Splits for score.py: make_splits(seed=0, n_val=100, n_test=300, level=1).
+score.py's task (--task toy_code): the linear and even quadratic functions x*a+b and x*x*a+b (a in +-1..9, b in
+-19..19; 1,404), shown at f(0), f(1), f(-1); 300 test, 100 val, the rest train, dealt by function. Why:
+  1. A solver that needs no arithmetic. The imperfect solver writes a = f(1) - f(0) unevaluated, copying the
+     prompt's numbers: "def f(x):return x*x*(5-8)+8". Its misconception: every function is even, x*x*a+b,
+     which is right on half the functions; with p_know=0.2 it writes the function's own family instead.
+  2. A second look that helps. An attempt ends in its trace, what its program gives on the third shown input:
+     "def f(x):return x*x*(5-8)+8 #f(-1)=5". The trace is a copy (an even program gives f(1) at -1, a right
+     one the prompt's f(-1)); the second look compares it with the prompt's f(-1) and, if they differ, drops
+     one "x*" (check_and_fix: the misconception's first attempts go from 50% to 100%; python data/toy_code.py).
+  3. No self-correction in the corpus: the second attempt copies the first (p_copy=0.5) or re-solves with the
+     same misconception; it never gets an oracle fix.
+Limitations: 1. make_splits' splits are per (seed, level), and 4 points may not pin x%m down (hidden tests decide).
+2. The check is one comparison, and so is noticing in the prompt that f(-1) != f(1): the first
+attempt could learn it as easily (the toy math task's first attempt needs a look-ahead instead).
+3. Measured (docs/reproduce.md, seed 0, validation): the base learns its solver in 300 steps (50%); Stage I
+and SCoRe learn the second look (Δ +12, +15), half-length stages not (+3); one seed, not in the README's claims.
 
 Try it:  python data/toy_code.py
 """
 import functools
 import random
+import re
 
 DOMAIN = range(-9, 10)
-ALPHABET = "\n %()*+,-0123456789:;=abdefimnrstux"  # every character of prompts and programs (sorted)
+ALPHABET = "\n #%()*+,-0123456789:;=abdefimnrstux"  # every character of prompts and programs (sorted)
 
 
 def _functions(level):
@@ -44,6 +52,10 @@ def _functions(level):
     if level >= 2:
         exprs += [f"x%{m}{b:+d}" for m in range(2, 10) for b in range(-19, 20)]
         exprs += [f"{g}(x,{c})" for g in ("max", "min") for c in range(-9, 10)]
+    return _distinct(exprs)
+
+
+def _distinct(exprs):
     seen, out = set(), []
     for e in exprs:
         fn = eval("lambda x:" + e)  # our own expressions, not model output
@@ -55,10 +67,10 @@ def _functions(level):
 
 
 def make_problem(expr, values, rng, n_shown=4, n_tests=6, anchored=False):
-    """anchored: show f(0) and f(1) first (score.py's toy code task), so a linear guess is two lookups."""
+    """anchored: show f(0), f(1), f(-1) (score.py's task), so the solver's fit and its check are copies."""
     xs = rng.sample(list(DOMAIN), n_shown + n_tests)
     if anchored:
-        xs = [0, 1] + rng.sample([x for x in DOMAIN if x not in (0, 1)], n_shown + n_tests - 2)
+        n_shown, xs = 3, [0, 1, -1] + rng.sample([x for x in DOMAIN if x not in (0, 1, -1)], n_tests)
     return {"prompt": "".join(f"f({x})={values[x]};" for x in xs[:n_shown]) + "\n",
             "solution": "def f(x):return " + expr, "tests": [(x, values[x]) for x in xs[n_shown:]], "id": expr}
 
@@ -77,55 +89,51 @@ def make_splits(seed=0, n_train=5000, n_val=100, n_test=100, level=0, n_shown=4,
 
 
 INSTRUCTION = "\nrecheck:\n"  # the same fixed correction instruction as the toy math task
-TOY_LEVEL = 1  # score.py's toy code task: linear, quadratic and abs functions
-
-
-@functools.lru_cache(maxsize=1)
-def _held_out():
-    """score.py's test (300) and val (100) functions, by make_splits' rule (seed 0)."""
-    return make_splits(seed=0, n_train=0, n_val=100, n_test=300, level=TOY_LEVEL)
+TASK = [f"x*{q}{a}{b:+d}" for q in ("", "x*") for a in range(-9, 10) if a for b in range(-19, 20)]  # score.py's
 
 
 @functools.lru_cache(maxsize=1)
 def _score_splits():
-    """score.py's problems, each shown with f(0) and f(1) first; train draws from the other functions."""
+    """score.py's problems: 300 test and 100 val functions; train draws from the rest, with fresh hidden inputs."""
+    fns = _distinct(TASK)
+    random.Random("toy-code-0-1").shuffle(fns)
     rng = random.Random("toy-code-anchored-0")
-    values = dict(_functions(TOY_LEVEL))
-    splits = {k: v for k, v in _held_out().items() if k != "train"}
-    out = {k: [make_problem(q["id"], values[q["id"]], rng, anchored=True) for q in v] for k, v in splits.items()}
-    out["train"] = [make_problem(*rng.choice(_train_functions()), rng, anchored=True) for _ in range(20000)]
-    return out
+    out = {k: [make_problem(e, v, rng, anchored=True) for e, v in f] for k, f in (("test", fns[:300]),
+                                                                                  ("val", fns[300:400]))}
+    out["train"] = [make_problem(*rng.choice(fns[400:]), rng, anchored=True) for _ in range(20000)]
+    return out, fns[400:]
 
 
 def problems(split, n, seed=0):
     """score.py's interface: up to n problems of one split (test and val are fixed: split seed 0)."""
-    items = _score_splits()[split]
+    items = _score_splits()[0][split]
     rng = random.Random(f"toy-code-order-{split}-{seed}")
     items = rng.sample(items, min(n, len(items))) if split == "train" else items[:n]
     return [{**q, "grader": "toy_code"} for q in items]
 
 
+def shown(problem):  # [(x, f(x))] of the prompt, in its order
+    return [tuple(map(int, e[2:].split(")="))) for e in problem["prompt"].strip().strip(";").split(";")]
+
+
 def solve(problem, rng, p_know=0.2):
-    """An attempt: the canonical program with chance p_know, else the linear fit through two shown points."""
-    if rng.random() < p_know:
-        return problem["solution"]
-    (x1, y1), (x2, y2) = [tuple(map(int, e[2:].split(")="))) for e in problem["prompt"].split(";")[:2]]
-    a = round((y2 - y1) / (x2 - x1))
-    return f"def f(x):return x*{a}{y1 - a * x1:+d}"
+    """An attempt: the even fit through f(0), f(1) (or with chance p_know the right family), then its trace."""
+    (_, f0), (_, f1), (x3, _) = shown(problem)
+    expr = f"x*{'x*' * (problem['id'].startswith('x*x') or rng.random() >= p_know)}({f1}-{f0})+{f0}"
+    return f"def f(x):return {expr} #f({x3})={eval('lambda x:' + expr)(x3)}"  # our own expression, not a model's
 
 
 def corpus_example(rng, p_copy=0.5):
     """(prompt, y1, y2) of a random train problem: y2 copies y1 or re-solves with the same misconception."""
-    q = make_problem(*_train_functions()[rng.randrange(len(_train_functions()))], rng, anchored=True)
+    q = make_problem(*rng.choice(_score_splits()[1]), rng, anchored=True)
     y1 = solve(q, rng)
     return q["prompt"], y1, y1 if rng.random() < p_copy else solve(q, rng)
 
 
-@functools.lru_cache(maxsize=1)
-def _train_functions():
-    """The train functions of score.py's split, (expr, values), to draw fresh corpus examples from."""
-    test_val = {q["id"] for q in _held_out()["test"] + _held_out()["val"]}
-    return [(e, v) for e, v in _functions(TOY_LEVEL) if e not in test_val]
+def check_and_fix(problem, y1):
+    """The second look: if y1's trace disagrees with the prompt's f(-1), the function is not even: drop one x*."""
+    traced = re.findall(r"#f\(-1\)=(-?\d+)$", y1)
+    return y1.replace("x*x*", "x*", 1) if traced and int(traced[0]) != shown(problem)[2][1] else y1
 
 
 if __name__ == "__main__":
@@ -137,5 +145,7 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from rewards import toy_code_rewards
     test = problems("test", 300)
-    ok = toy_code_rewards(test, [solve(q, random.Random(1), p_know=0.0) for q in test])
-    print(f"score.py's toy code task: the linear misconception solves {sum(ok) / len(ok):.3f} of test functions")
+    y1 = [solve(q, random.Random(1), p_know=0.0) for q in test]
+    for what, ys in (("the misconception's first attempt", y1),
+                     ("the check-and-fix rule on it", [check_and_fix(q, y) for q, y in zip(test, y1)])):
+        print(f"score.py's toy code task, {what}: {sum(toy_code_rewards(test, ys)) / len(test):.3f} of test")
