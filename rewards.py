@@ -128,9 +128,11 @@ def toy_code_program(problem, program):
 
 
 def code_rewards(programs, timeout=DEFAULT_TIMEOUT, workers=2):
-    """1.0 / 0.0 per program; None (e.g. from toy_code_program) is 0.0 and is not run."""
-    ok = iter(execute_many([p for p in programs if p is not None], timeout, workers))
-    return [float(next(ok)) if p is not None else 0.0 for p in programs]
+    """1.0 / 0.0 per program; None (e.g. from toy_code_program) is 0.0 and is not run. Equal jobs run once and
+    share the verdict: RL's k samples of a prompt often agree, and a second attempt often repeats the first."""
+    jobs = {repr(p): p for p in programs if p is not None}  # the distinct jobs, in order
+    ok = dict(zip(jobs, execute_many(list(jobs.values()), timeout, workers)))
+    return [float(ok[repr(p)]) if p is not None else 0.0 for p in programs]
 
 
 def humaneval_reward(problem, completion, timeout=DEFAULT_TIMEOUT):

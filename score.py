@@ -274,8 +274,8 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
                              temperature, g, y1=None if y1 is None else y1[i:i + batch])
-        r1 += rewards_of(s["y1"], chunk)
-        r2 += rewards_of(s["y2"], chunk)
+        r = rewards_of(s["y1"] + s["y2"], chunk + chunk)  # one grading call: a y2 that repeats y1 runs once
+        r1, r2 = r1 + r[:len(chunk)], r2 + r[len(chunk):]
         first += s["y1_tok"]
         for q, a, b in zip(chunk, s["y1"], s["y2"]):
             changed.append(final_answer(a, q) != final_answer(b, q))
@@ -503,9 +503,9 @@ def train_rl(args, log):
             s = sample_two_turns(policy, tok, [tok.encode(q["prompt"]) for q in probs], task.instruction,
                                  args.max_new, args.temperature, gen, second=args.stage != "single")
         policy.train()
-        r1 = torch.tensor(rewards_of(s["y1"], probs), device=args.device)  # (N,)
-        r2 = torch.tensor(rewards_of(s["y2"], probs) if args.stage != "single" else [0.0] * len(probs),
-                          device=args.device)  # (N,)
+        y2 = s["y2"] if args.stage != "single" else []  # one grading call: a y2 that repeats y1 runs once
+        r = rewards_of(s["y1"] + y2, probs + probs[:len(y2)]) + [0.0] * (len(probs) - len(y2))
+        r1, r2 = torch.tensor(r, device=args.device).view(2, -1)  # (N,), (N,)
         with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
             ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
         kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)

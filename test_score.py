@@ -917,6 +917,16 @@ def test_toy_code_expected_outputs_are_not_in_the_programs_process():
         assert sum(toy_code_rewards_all(test, [attack] * len(test))) == 0.0  # 300/300 before issue 15
 
 
+def test_equal_code_jobs_run_once_and_share_their_verdict(monkeypatch):
+    a, b = toy_code.problems("test", 2)
+    good, wrong = a["solution"], "def f(x):return x*x*x+99"
+    alone = rewards.toy_code_reward(b, good)  # a's program on b's tests: its own job, whatever its verdict
+    sizes, run = [], rewards.execute_many
+    monkeypatch.setattr(rewards, "execute_many", lambda jobs, *r: sizes.append(len(jobs)) or run(jobs, *r))
+    got = rewards.toy_code_rewards([a, a, b, a, a, b], [good, good, good, wrong, "def f(", wrong])
+    assert got == [1.0, 1.0, alone, 0.0, 0.0, 0.0] and sizes == [4]  # (a, good) (b, good) (a, wrong) (b, wrong)
+
+
 def toy_code_rewards_all(probs, programs):
     return rewards.toy_code_rewards(probs, programs, timeout=2.0, workers=2)
 
