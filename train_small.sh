@@ -13,16 +13,13 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
   "$PY" -m pip install -q -r requirements.txt
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
-code=(); code2=()  # toy_code (chosen on validation, seed 0; docs/reproduce.md): programs and traces need a longer
-# context than sums; 32 base sequences a step learn the solver as 128 do (acc@t1 50% either way) in a quarter of
-# the time; Stage II's best acc@t2 came at step 50 of 100 (64%; 54% at step 75), so it stops there
-[ "$TASK" = toy_code ] && code=(--block_size 160 --batch 32) && code2=(--steps 50) && common+=(--max_new 48)
+ctx=(); [ "$TASK" = toy_code ] && ctx=(--block_size 160) && common+=(--max_new 48)  # programs + trace > sums
 mkdir -p "$OUT"
 exec 9>>"$OUT/train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
 "$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
-"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${code[@]}"
+"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"
 # Toy departures from the paper's defaults (score.py keeps the paper's values as its defaults), chosen on the
 # validation split; see score.py's docstring:
 #   --lr 2e-4 --steps 100   Stage I: a tiny model and a minutes budget, not 5e-6 and thousands of steps (departure 1)
@@ -32,6 +29,6 @@ rm -f "$OUT/metrics.jsonl"
 rl=(--batch 32 --k 4 --steps 100 --temperature 1.0)
 "$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   "${rl[@]}" --lr 2e-4 --beta2 1.0
 #   stage2 --eval_every 25  keep the Stage II step with the best validation acc@t2 (departure 3)
-"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" --lr 1e-4 --eval_every 25 --n_val 500 "${code2[@]}"
+"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" --lr 1e-4 --eval_every 25 --n_val 500
 "$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
 echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"
