@@ -32,8 +32,8 @@ Departures from the paper, numbered:
   2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of y2
      does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
   3. The stage's checkpoint: with --eval_every, the best greedy validation acc@t2 (the paper: the highest
-     *training* reward); without, the last step. Stage II's validation acc@t2 peaked near step 50 and fell by
-     step 100 while acc@t1 rose (seed 0; metrics.jsonl, val_*).
+     *training* reward) of its start (step 0) and every eval_every-th step; without, the last step. Stage II
+     can lose what Stage I learnt: on toy code, seed 0's acc@t2 stayed below its start (docs/reproduce.md).
   4. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: on the first toy version 0.1 let the greedy first
      attempt drift from 65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
   5. The toy's answer is read from the attempt's columns (toy_math.answer), not a stated final answer: a
@@ -123,9 +123,8 @@ p.add_argument("--resume", action="store_true", help="continue from <out>/<name>
 def toy_task(name):
     """A toy task: its problems/corpus module, the correction instruction, the character vocabulary."""
     if name.startswith("toy_math"):
-        module = toy_math.regime(name[9:]) if name[9:] else toy_math
-        return SimpleNamespace(module=module, instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET,
-                               chat=False)
+        return SimpleNamespace(module=toy_math.regime(name[9:]) if name[9:] else toy_math,
+                               instruction=toy_math.INSTRUCTION, alphabet=toy_math.ALPHABET, chat=False)
     alphabet = "".join(sorted(set(toy_code.ALPHABET + toy_code.INSTRUCTION)))  # the instruction is spelled too
     return SimpleNamespace(module=toy_code, instruction=toy_code.INSTRUCTION, alphabet=alphabet, chat=False)
 
@@ -314,13 +313,12 @@ def inference_scaling(model, tok, task, problems, max_new, K, temperature, seed=
         s = sample_two_turns(model, tok, prompts, task.instruction, max_new, temperature, g)
         y1s += [s["y1"][j * K:(j + 1) * K] for j in range(len(chunk))]
         y2s += [s["y2"][j * K:(j + 1) * K] for j in range(len(chunk))]
-    rows, b = [], 2
-    while b <= K:
+    rows = []
+    for b in [2 ** i for i in range(1, K.bit_length())]:  # 2, 4, ..., the largest power of 2 <= K
         par = [majority(a[:b], q) for a, q in zip(y1s, problems)]
         seq = [majority(a[:b // 2], q) for a, q in zip(y2s, problems)]
         acc = [sum(rewards_of([t or "" for t in v], problems)) / len(problems) for v in (par, seq)]
         rows.append(dict(budget=b, parallel=acc[0], sequential=acc[1], n=len(problems)))
-        b *= 2
     return rows
 
 
@@ -482,16 +480,24 @@ def train_rl(args, log):
     rng = random.Random(args.seed + args.rank)  # DDP: each rank its own prompts and samples
     gen = torch.Generator(device=args.device).manual_seed(args.seed + args.rank)
     start = resume(args, policy, opt, rng, gen)
-    final = os.path.join(args.out, args.name + ".pt")  # the stage's checkpoint
-    best = -1.0  # best validation acc@t2 so far, kept in the checkpoint so that --resume continues the choice
-    if start and args.eval_every and os.path.exists(final):
-        best = load_checkpoint(final)[1].get("val_acc_t2", -1.0)
+    final = os.path.join(args.out, args.name + ".pt")  # the stage's checkpoint, with its validation acc@t2:
+    best = load_checkpoint(final)[1].get("val_acc_t2", -1.0) if start and os.path.exists(final) else -1.0  # resume
     model = ddp_wrap(args, torch.compile(policy) if args.compile else policy)  # the training forward
     meta = dict(ref=ref_path, ref_hash=ref_state["hash"], stage=args.stage, task=args.task)  # in every checkpoint
     if args.master:
         print(f"{args.stage}: {policy.num_params() / 1e6:.2f}M parameters, init {args.init}, ref {ref_path}, "
               f"{args.steps} steps x {args.batch} prompts x k={args.k}"
               + (f" on {args.world} DDP ranks" if args.ddp else ""))
+
+    def validate(row):  # model selection on validation, never on test, the starting point included (departure 3)
+        nonlocal best
+        row.update({f"val_{k}": x for k, x in evaluate(policy, tok, task, val, args.max_new).items()})
+        if row["val_acc_t2"] > best:
+            best = row["val_acc_t2"]
+            save_checkpoint(final, policy, tok, **meta, step=row["step"], val_acc_t2=best)
+        return row
+    if args.eval_every and not start and args.master:
+        log(validate(dict(stage=args.stage, step=0)))
     t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):
         for gr in opt.param_groups:
@@ -518,11 +524,7 @@ def train_rl(args, log):
         row = dict(stage=args.stage, step=step + 1, r1=r1m, r2=r2m, kl1=kl1m, kl2=kl2m, grad_norm=grad_norm.item(),
                    sampled_tok_per_s=ntok / (time.time() - t0))
         if args.eval_every and (step + 1) % args.eval_every == 0 and args.master:
-            v = evaluate(policy, tok, task, val, args.max_new)
-            row.update({f"val_{k}": x for k, x in v.items()})
-            if v["acc_t2"] > best:  # model selection on validation, never on test (departure 3)
-                best = v["acc_t2"]
-                save_checkpoint(final, policy, tok, **meta, step=step + 1, val_acc_t2=best)
+            validate(row)
         log(row)
         if (step + 1) % args.ckpt_every == 0 and args.master:
             save_checkpoint(last_path(args), policy, tok, optimizer=opt.state_dict(), step=step + 1,

@@ -541,6 +541,7 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
     _, state = load_checkpoint(f"{out}/score.pt")
     assert state["ref"] == f"{out}/base.pt"  # Stage II keeps the base model as its KL reference
     val = [(r["val_acc_t2"], -r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl")) if r["name"] == "score"]
+    assert [-s for _, s in val] == [0, 1, 2, 3]  # the starting point (Stage I's model) is a candidate too
     assert (state["val_acc_t2"], -state["step"]) == max(val)  # the first step with the best validation acc@t2
 
 
