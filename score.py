@@ -32,8 +32,8 @@ Departures from the paper, numbered:
   2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of y2
      does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
   3. The stage's checkpoint: with --eval_every, the best greedy validation acc@t2 (the paper: the highest
-     *training* reward) of its start (step 0) and every eval_every-th step; without, the last step. Stage II
-     can lose what Stage I learnt: on toy code, seed 0's acc@t2 stayed below its start (docs/reproduce.md).
+     *training* reward) of every eval_every-th step, and of its start with --val_start (toy code: there Stage
+     II can lose what Stage I learnt, docs/reproduce.md); without, the last step.
   4. train_small.sh uses beta2 = 1.0 in Stage I, not 0.1: on the first toy version 0.1 let the greedy first
      attempt drift from 65.7% to 52.1% in 100 steps (validation); 1.0 held it at 64.1%.
   5. The toy's answer is read from the attempt's columns (toy_math.answer), not a stated final answer: a
@@ -116,6 +116,7 @@ p.add_argument("--scaling", type=at_least(0), default=0, help="eval: the inferen
 p.add_argument("--scaling_temperature", type=float, default=0.7, help="eval --scaling: temperature (paper: 0.7)")
 p.add_argument("--eval_every", type=at_least(0), default=0, help="greedy eval on n_val validation problems every N "
                "steps; the stage keeps the best validation acc@t2 (0: off, the last step)")
+p.add_argument("--val_start", action="store_true", help="with --eval_every: the start (step 0) is a candidate too")
 p.add_argument("--ckpt_every", type=at_least(1), default=10, help="write the resumable <name>_last.pt every N steps")
 p.add_argument("--resume", action="store_true", help="continue from <out>/<name>_last.pt if it belongs to this run")
 
@@ -489,14 +490,14 @@ def train_rl(args, log):
               f"{args.steps} steps x {args.batch} prompts x k={args.k}"
               + (f" on {args.world} DDP ranks" if args.ddp else ""))
 
-    def validate(row):  # model selection on validation, never on test, the starting point included (departure 3)
+    def validate(row):  # model selection on validation, never on test (departure 3)
         nonlocal best
         row.update({f"val_{k}": x for k, x in evaluate(policy, tok, task, val, args.max_new).items()})
         if row["val_acc_t2"] > best:
             best = row["val_acc_t2"]
             save_checkpoint(final, policy, tok, **meta, step=row["step"], val_acc_t2=best)
         return row
-    if args.eval_every and not start and args.master:
+    if args.eval_every and args.val_start and not start and args.master:
         log(validate(dict(stage=args.stage, step=0)))
     t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):

@@ -527,7 +527,7 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
     os.remove(f"{out}/stage1.pt")
     score.main(["--stage", "stage1", *common, *rl, "--steps", "4", "--resume"])
     score.main(["--stage", "stage2", *common, "--init", f"{out}/stage1.pt", "--batch", "4", "--k", "2", "--steps", "3",
-                "--eval_every", "1", "--n_val", "6"])
+                "--eval_every", "1", "--n_val", "6", "--val_start"])
     score.main(["--stage", "eval", *common, "--n_test", "20"])
     import json
     steps = [(r["name"], r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl"))]

