@@ -27,8 +27,8 @@ Estimators, one each:
   - Loss averaging: sum over a turn's tokens (a sequence-level policy gradient), mean over samples.
 
 Departures from the paper, numbered:
-  1. Toy scale: a ~1M-parameter GPT trained from scratch in minutes replaces Gemini; RL lr 2e-4 (Stage I) and
-     1e-4 (Stage II), not 5e-6 (1e-3 wrecked the policy within 5 steps), and 100 steps per stage, not thousands.
+  1. Toy scale: a ~1M-parameter GPT trained from scratch in minutes replaces Gemini; RL lr 2e-4 (Stage I), 1e-4
+     (Stage II; toy code 2.5e-5, 50 steps), not 5e-6 (1e-3 wrecked the policy in 5 steps); 100 steps a stage.
   2. Per-turn credit (gamma = 0) also in Stage I: y1 is trained only by its KL term there, so the reward of y2
      does not leak into the first attempt (the paper states gamma = 0 for Stage II, Appendix A.2).
   3. The stage's checkpoint: with --eval_every, the best greedy validation acc@t2 (the paper: the highest

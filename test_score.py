@@ -542,6 +542,9 @@ def test_train_small_pipeline_end_to_end_and_resume(tmp_path):
     assert state["ref"] == f"{out}/base.pt"  # Stage II keeps the base model as its KL reference
     val = [(r["val_acc_t2"], -r["step"]) for r in map(json.loads, open(f"{out}/metrics.jsonl")) if r["name"] == "score"]
     assert [-s for _, s in val] == [0, 1, 2, 3]  # the starting point (Stage I's model) is a candidate too
+    score.main(["--stage", "stage2", *common, "--init", f"{out}/stage1.pt", "--batch", "4", "--k", "2", "--steps", "2",
+                "--eval_every", "1", "--n_val", "6", "--name", "no_start"])  # without --val_start (toy math): not
+    assert [r["step"] for r in map(json.loads, open(f"{out}/metrics.jsonl")) if r["name"] == "no_start"] == [1, 2]
     assert (state["val_acc_t2"], -state["step"]) == max(val)  # the first step with the best validation acc@t2
 
 
