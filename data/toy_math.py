@@ -31,8 +31,8 @@ on self-generated corrections fails and RL does not (on the default toy both lea
 regimes write attempts as the answer's digits alone ("14900": nothing to check, so a changed answer can break
 a right one), and a re-solved y2 goes least significant column first with chance p_lsb (never a first
 attempt): a route that needs no look-ahead, rare in the corpus, which RL's reward could find and imitation's
-frequencies would not. Measured (docs/reproduce.md): route20 separated SCoRe on a one-seed screen but not in
-the 3-seed run, where Stage II collapsed to equal turns; the default toy remains the one the README reports.
+frequencies would not. Measured (docs/reproduce.md): none of them separates fine-tuning from RL (route20 ran the
+full protocol: Stage II's first attempt learnt the answer, Δ 0); the README reports the default toy.
 
 Try it:  python data/toy_math.py
 """

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R="$1"; OUT="${OUT:-out_screen/$R}"; PY="${PYTHON:-python3}"; SEED="${SEED:-0}"
 T=toy_math; [ "$R" != default ] && T="toy_math_$R"
-B=300; S=40; A=20480; F=80; V=200
+B=300; S=${S:-40}; A=${A:-20480}; F=${F:-80}; V=200  # S A F: override for a full-budget screen
 export OMP_NUM_THREADS=1 B S A F V
 mkdir -p "$OUT"; rm -f "$OUT/metrics.jsonl"
 c=(--task "$T" --seed "$SEED" --out "$OUT")
