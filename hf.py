@@ -7,8 +7,12 @@ export() is the inverse through the same table and config(): our .pt -> config.j
 RoPE models), model.safetensors (q/k/v and gate/up split back; a tied lm_head not written, as HF saves it) and
 the tokenizer: the files of the HF directory the checkpoint started from, or a description of ours (transformers
 cannot load the toy character tokenizer). A config HF cannot express is refused, naming the fields.
+from_gguf() makes such a directory of a GGUF file (a quantized llama.cpp model): transformers' GGUF loader
+dequantizes it to fp32 (it needs `gguf` and `accelerate`); its weights, config.json (less quantization_config)
+and tokenizer are written as a plain HF directory.
 Try it:  python -c "from model import GPT; print(GPT.from_pretrained('path/to/Qwen2.5-0.5B-Instruct').config)"
          python hf.py --export out_small/score.pt --out out_small/score-hf
+         python hf.py --from-gguf SmolLM2-135M-Instruct.Q4_1.gguf --out smollm2   # docs/real-model.md
 """
 import json
 import os
@@ -204,6 +208,34 @@ def export(path, out_dir, force=False):
     return cfg
 
 
+def from_gguf(gguf, out_dir):
+    """A GGUF file -> the HF directory out_dir (which must not exist or be empty), written whole or not at all."""
+    if not os.path.isfile(gguf):
+        raise FileNotFoundError(f"--from-gguf {gguf}: no such file")
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise FileExistsError(f"--out {out_dir} exists and is not an empty directory")
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, name = os.path.split(os.path.abspath(gguf))
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    cfg = model.config.to_dict()
+    cfg.pop("quantization_config", None)  # the weights written are plain fp32
+    tied = cfg.get("tie_word_embeddings")
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+    tmp = os.path.abspath(out_dir) + f".tmp-{os.getpid()}"
+    try:
+        os.makedirs(tmp)
+        AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)  # tokenizer.json, chat template
+        Path(tmp, "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)
+        os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cfg
+
+
 def one_line(e):
     """The message of e on one line. torch's weights-only refusal is paragraphs of advice around the line that says
     why ("Unsupported operand 110", "unsupported GLOBAL posix.system"): that line is kept, the advice dropped."""
@@ -275,13 +307,16 @@ def tokenizer_files(path, tok):
 
 if __name__ == "__main__":
     import argparse
-    p = argparse.ArgumentParser(description="Export our .pt checkpoint as a Hugging Face directory (hf.py docstring).")
-    p.add_argument("--export", required=True, metavar="CHECKPOINT.pt", help="a checkpoint written by score.py")
+    p = argparse.ArgumentParser(description="Export our .pt checkpoint as a Hugging Face directory, or convert a "
+                                "GGUF file to one (hf.py docstring).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--export", metavar="CHECKPOINT.pt", help="a checkpoint written by score.py")
+    src.add_argument("--from-gguf", metavar="FILE.gguf", help="a GGUF model, dequantized to fp32 by transformers")
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (it must not hold files)")
     p.add_argument("--force", action="store_true", help="replace DIR, an earlier export, if it is not empty")
     a = p.parse_args()
     try:
-        c = export(a.export, a.out, a.force)
+        c = export(a.export, a.out, a.force) if a.export else from_gguf(a.from_gguf, a.out)
     except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it, no traceback
         raise SystemExit(f"hf.py: error: {one_line(e)}")
     print(f"hf.py: wrote {a.out} ({c['model_type']}); try: python -c \"from transformers import "

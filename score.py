@@ -70,9 +70,9 @@ from tokenizer import CharTokenizer, from_description
 
 
 common = argparse.ArgumentParser(add_help=False)
-common.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp"] + [
+common.add_argument("--task", choices=["toy_math", "toy_code", "math", "gsm8k", "mbpp", "words"] + [
     "toy_math_" + r for r in toy_math.REGIMES if r != "default"], default="toy_math", help="toy_math | toy_code "
-    "(data/toy_*.py, from scratch) | math | gsm8k | mbpp (data/real.py) | toy_math_<regime> (toy_math.REGIMES)")
+    "(data/toy_*.py, from scratch) | math | gsm8k | mbpp | words (data/real.py) | toy_math_<regime> (REGIMES)")
 common.add_argument("--init", default="", help="checkpoint to start from: our .pt, or a Hugging Face GPT-2 / Llama "
                     "/ Qwen2 directory; empty = a fresh model (base)")
 common.add_argument("--out", default="out_small", help="output directory: checkpoints, metrics.jsonl, results.json")
@@ -265,11 +265,12 @@ def edit_distance(a, b):
 @torch.no_grad()
 def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, seed=0, y1=None, detail=False):
     """Two-turn evaluation (greedy by default, as in the paper): the metrics row. y1: fixed first attempts
-    (token lists) to correct instead of its own (Fig. 5). detail: also the first attempts (y1_tok) and the
-    per-problem edit-distance ratios (Fig. 4)."""
+    (token lists) to correct instead of its own (Fig. 5). detail: also the first attempts (y1_tok), the
+    per-problem edit-distance ratios (Fig. 4) and transcripts (samples: what the model was given and said)."""
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    r1, r2, changed, ratios, first = [], [], [], [], []
+    r1, r2, changed, ratios, first, samples = [], [], [], [], [], []
+    bar = tqdm(total=len(problems), desc="eval", unit="problem", leave=False, disable=None)
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
@@ -277,9 +278,13 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
         r = rewards_of(s["y1"] + s["y2"], chunk + chunk)  # one grading call: a y2 that repeats y1 runs once
         r1, r2 = r1 + r[:len(chunk)], r2 + r[len(chunk):]
         first += s["y1_tok"]
-        for q, a, b in zip(chunk, s["y1"], s["y2"]):
+        for q, a, b, u, v in zip(chunk, s["y1"], s["y2"], r[:len(chunk)], r[len(chunk):]):
             changed.append(final_answer(a, q) != final_answer(b, q))
             ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
+            samples.append(dict(prompt=q["prompt"], y1=a, y2=b, answer1=final_answer(a, q),
+                                answer2=final_answer(b, q), r1=u, r2=v, reference=str(q.get("answer"))))
+        bar.update(len(chunk))
+    bar.close()
     n = len(problems)
     t1, t2 = sum(r1) / n, sum(r2) / n
     i2c = sum(1 for a, b in zip(r1, r2) if a == 0 and b == 1) / n
@@ -288,7 +293,7 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
                changed=sum(changed) / n, edit_ratio=sum(ratios) / n, n=n)
     # Fig. 5's correction rate: the share of wrong first attempts that the second attempt fixes
     row["fix_rate"] = i2c / max(1e-9, 1 - t1)
-    return {**row, "y1_tok": first, "edit_ratios": ratios} if detail else row
+    return {**row, "y1_tok": first, "edit_ratios": ratios, "samples": samples} if detail else row
 
 
 def majority(texts, problem):
@@ -523,7 +528,7 @@ def train_rl(args, log):
         r1m, r2m, kl1m, kl2m = (sums[:4] / (len(probs) * args.world)).tolist()
         ntok += int(sums[4])
         row = dict(stage=args.stage, step=step + 1, r1=r1m, r2=r2m, kl1=kl1m, kl2=kl2m, grad_norm=grad_norm.item(),
-                   sampled_tok_per_s=ntok / (time.time() - t0))
+                   sampled_tok_per_s=ntok / (time.time() - t0), seconds=time.time() - t0)
         if args.eval_every and (step + 1) % args.eval_every == 0 and args.master:
             validate(row)
         log(row)
@@ -540,7 +545,7 @@ def train_rl(args, log):
 
 def run_eval(args):
     """The eval stage: the table (results.json) or the inference-scaling study (scaling.json)."""
-    rows, fixed, names = [], None, args.evaluate.split(",")
+    rows, fixed, names, samples = [], None, args.evaluate.split(","), {}
     one_writer(args.out, "scaling" if args.scaling else "results")  # one eval at a time writes the file
     shown = set(names)
     if args.fixed_y1 and not args.scaling:  # its first attempts are needed first; evaluated once
@@ -559,7 +564,7 @@ def run_eval(args):
                                  for r in rows[-1]["scaling"]), "(parallel / sequential, %)")
             continue
         row = evaluate(model, tok, task, test, args.max_new, batch=args.eval_batch, detail=True)
-        first = row.pop("y1_tok")
+        first, samples[name] = row.pop("y1_tok"), row.pop("samples")
         if name == args.fixed_y1:  # the first name: keep its first attempts for the models after it
             fixed = first
             row["fix_rate_fixed"] = row["fix_rate"]  # correcting its own greedy attempts: the same run
@@ -573,9 +578,17 @@ def run_eval(args):
         print(table(rows))
     path = os.path.join(args.out, "scaling.json" if args.scaling else "results.json")
     old = json.load(open(path)) if os.path.exists(path) else []  # rows of other models stay; same names replaced
-    rows = [r for r in old if r["model"] not in {x["model"] for x in rows}] + rows
+    write_atomic(path, json.dumps([r for r in old if r["model"] not in {x["model"] for x in rows}] + rows, indent=1))
+    path = os.path.join(args.out, "samples.jsonl")  # transcripts (lm-eval's --log_samples): a line per problem
+    if samples:
+        old = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
+        rows = [r for r in old if r["model"] not in samples] + [{"model": m, **r} for m in samples for r in samples[m]]
+        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def write_atomic(path, text):
     with open(path + ".tmp", "w") as f:
-        json.dump(rows, f, indent=1)
+        f.write(text)
     os.replace(path + ".tmp", path)
 
 

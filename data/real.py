@@ -4,6 +4,9 @@
   gsm8k   GSM8K train -> GSM8K test, the same prompts and grader
   mbpp    RL on sanitized MBPP with the standard 3-shot prompt (task ids 2-4 as the shots, never trained on),
           eval on HumanEval, graded in the sandbox
+  words   generated one-step word problems ("Tom has 7 apples. He buys 5 more apples. ..."), a task a 135M model
+          partly solves (docs/real-model.md: chosen on validation); MATH's prompt and grader. Its split is a hash
+          of the problem text (test 30%, val 10%, train 60%), so no text is in two splits.
 "val" is the 5% of the training file picked by a hash of each problem's text. Prompts are the paper's
 (Appendix C); for an instruct checkpoint the problem and the instruction are user turns in its chat format
 (tokenizer.HFTokenizer: ChatML or Llama-3), so the sequence is the chat template's [user x, assistant y1,
@@ -18,7 +21,7 @@ solution's last \\boxed{}; GSM8K: the number after "####"). Get the files (all: 
 sanitized MBPP; train: MATH train, GSM8K train; --from: copy a local mirror such as ../shared/realdata):
     python data/real.py --out data/raw [--dataset all|train|<name>] [--from DIR]
 """
-import argparse, gzip, hashlib, json, os, shutil, sys, urllib.request  # noqa: E401
+import argparse, gzip, hashlib, json, os, random, shutil, sys, urllib.request  # noqa: E401
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run as a script, too
@@ -113,9 +116,41 @@ def mbpp_user(r, answer=None):
     return text + (f"[BEGIN]\n{answer}\n[DONE]\n\n" if answer is not None else "")
 
 
-def problems(task, train_file, test_file, split, n):
+NAMES = ["Tom", "Ana", "Sam", "Mia", "Ben", "Lea", "Max", "Zoe"]
+THINGS = ["apples", "books", "coins", "pens", "cards", "stamps"]
+WORDS = {  # family -> (operations, smallest and largest operand); "add" was chosen on validation
+    "add": ("+", 2, 9), "add2": ("+", 10, 49), "mixed": ("+-*", 2, 12)}
+
+
+def word_problems(split, n, family="add", seed=0):
+    """Up to n generated word problems of a split: every (name, thing, a, op, b) of the family whose text hashes into
+    the split, shuffled (train: by seed; val and test: one fixed order)."""
+    ops, lo, hi = WORDS[family]
+    say = {"+": "{n} has {a} {t}. {p} buys {b} more {t}. How many {t} does {n} have now?",
+           "-": "{n} has {a} {t}. {p} gives away {b} {t}. How many {t} does {n} have now?",
+           "*": "{n} has {a} boxes with {b} {t} in each box. How many {t} does {n} have?"}
+    out = []
+    for i, name in enumerate(NAMES):
+        for t in THINGS:
+            for a in range(lo, hi + 1):
+                for b in range(lo, hi + 1):
+                    for op in ops:
+                        if op == "-" and b >= a:
+                            continue
+                        text = say[op].format(n=name, p="She" if i % 2 else "He", a=a, b=b, t=t)
+                        h = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 100
+                        if {"test": h < 30, "val": 30 <= h < 40, "train": h >= 40}[split]:
+                            out.append({"problem": text, "answer": str(eval(f"{a}{op}{b}"))})  # noqa: S307 (digits)
+    random.Random(seed if split == "train" else 0).shuffle(out)
+    return out[:n]
+
+
+def problems(task, train_file, test_file, split, n, seed=0):
     """Up to n problems of a split in file order, each with `user` (the first turn before any chat format) and
     `grader`. test = the test file; val / train = 5% / 95% of the train file by a hash of the problem text."""
+    if task == "words":
+        return [{**r, "user": f"{MATH_PROMPT}\n\nProblem:\n{r['problem']}", "grader": "math"}
+                for r in word_problems(split, n, seed=seed)]
     load = {"math": load_math, "gsm8k": load_gsm8k, "mbpp": load_mbpp}[task]
     if split == "test" and task == "mbpp":  # the paper trains on MBPP and evaluates on HumanEval
         return [{**r, "user": f"Complete the following Python function.\n\n```python\n{r['prompt']}```",
@@ -133,14 +168,15 @@ def problems(task, train_file, test_file, split, n):
 
 def task(args):
     """score.py's task object for --task math | gsm8k | mbpp; the files its stage needs must exist."""
-    train_file, test_file = (os.path.join(args.data, f) for f in FILES[args.task])
+    train_file, test_file = (os.path.join(args.data, f) for f in FILES.get(args.task, ("", "")))
     train_file, test_file = args.train_file or train_file, args.test_file or test_file
-    for f in {"stage1": [train_file], "stage2": [train_file], "single": [train_file], "eval": [test_file]}.get(args.stage, []):
+    for f in {"stage1": [train_file], "stage2": [train_file], "single": [train_file], "eval": [test_file]}.get(
+            args.stage, []) if args.task != "words" else []:
         if not os.path.isfile(f):
             raise FileNotFoundError(f"--task {args.task}: no data file {f} (python data/real.py --out {args.data}, "
                                     f"or --train_file / --test_file)")
-    module = SimpleNamespace(problems=lambda split, n, seed=0: problems(args.task, train_file, test_file, split, n))
-    return SimpleNamespace(module=module, instruction=MATH_INSTRUCTION if args.task in ("math", "gsm8k")
+    module = SimpleNamespace(problems=lambda split, n, seed=0: problems(args.task, train_file, test_file, split, n, seed))
+    return SimpleNamespace(module=module, instruction=MATH_INSTRUCTION if args.task in ("math", "gsm8k", "words")
                            else CODE_INSTRUCTION, alphabet="", chat=True)
 
 
