@@ -276,6 +276,20 @@ def restore(args, model, opt, rng, gen):
     return state["step"]
 
 
+def merge_rows(path, rows):
+    """Write rows (dicts with "model") to path, .json (a list) or .jsonl (a line each), atomically; the rows of other
+    models already there stay, those of the same models are replaced."""
+    if not rows:
+        return
+    lines = path.endswith(".jsonl")
+    old = ([json.loads(x) for x in open(path)] if lines else json.load(open(path))) if os.path.exists(path) else []
+    rows = [r for r in old if r["model"] not in {x["model"] for x in rows}] + rows
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) if lines else json.dumps(rows, indent=1)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def logger(args, stage):
     """log(row): one JSON line in <out>/metrics.jsonl and one progress line (rank 0 only)."""
     def log(row):

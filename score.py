@@ -61,7 +61,7 @@ from tqdm import tqdm
 from data import real, toy_code, toy_math
 from model import GPT, GPTConfig, autocast
 from runs import (at_least, check_context, check_skips, ddp_wrap, last_path, load_checkpoint, load_model, logger,
-                  one_writer, resume, run_id, save_checkpoint, setup_ddp, step_if_finite)
+                  merge_rows, one_writer, resume, run_id, save_checkpoint, setup_ddp, step_if_finite)
 from rewards import toy_code_rewards
 from tokenizer import CharTokenizer, from_description
 
@@ -270,21 +270,19 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     r1, r2, changed, ratios, first, samples = [], [], [], [], [], []
-    bar = tqdm(total=len(problems), desc="eval", unit="problem", leave=False, disable=None)
-    for i in range(0, len(problems), batch):
+    for i in tqdm(range(0, len(problems), batch), desc=f"eval ({batch} problems a batch)", leave=False, disable=None):
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
                              temperature, g, y1=None if y1 is None else y1[i:i + batch])
         r = rewards_of(s["y1"] + s["y2"], chunk + chunk)  # one grading call: a y2 that repeats y1 runs once
         r1, r2 = r1 + r[:len(chunk)], r2 + r[len(chunk):]
         first += s["y1_tok"]
-        for q, a, b, u, v in zip(chunk, s["y1"], s["y2"], r[:len(chunk)], r[len(chunk):]):
-            changed.append(final_answer(a, q) != final_answer(b, q))
-            ratios.append(edit_distance(a, b) / max(1, len(a) + len(b)))
-            samples.append(dict(prompt=q["prompt"], y1=a, y2=b, answer1=final_answer(a, q),
-                                answer2=final_answer(b, q), r1=u, r2=v, reference=str(q.get("answer"))))
-        bar.update(len(chunk))
-    bar.close()
+        for q, y, z, u, v in zip(chunk, s["y1"], s["y2"], r[:len(chunk)], r[len(chunk):]):
+            a, b = final_answer(y, q), final_answer(z, q)
+            changed.append(a != b)
+            ratios.append(edit_distance(y, z) / max(1, len(y) + len(z)))
+            samples.append(dict(prompt=q["prompt"], y1=y, y2=z, answer1=a, answer2=b, r1=u, r2=v,
+                                reference=q.get("answer")))
     n = len(problems)
     t1, t2 = sum(r1) / n, sum(r2) / n
     i2c = sum(1 for a, b in zip(r1, r2) if a == 0 and b == 1) / n
@@ -576,20 +574,9 @@ def run_eval(args):
         rows.append({"model": name, **row})
     if not args.scaling:
         print(table(rows))
-    path = os.path.join(args.out, "scaling.json" if args.scaling else "results.json")
-    old = json.load(open(path)) if os.path.exists(path) else []  # rows of other models stay; same names replaced
-    write_atomic(path, json.dumps([r for r in old if r["model"] not in {x["model"] for x in rows}] + rows, indent=1))
-    path = os.path.join(args.out, "samples.jsonl")  # transcripts (lm-eval's --log_samples): a line per problem
-    if samples:
-        old = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
-        rows = [r for r in old if r["model"] not in samples] + [{"model": m, **r} for m in samples for r in samples[m]]
-        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    # rows and transcripts (lm-eval's --log_samples: a line per problem) of other models stay; same names replaced
+    merge_rows(os.path.join(args.out, "scaling.json" if args.scaling else "results.json"), rows)
+    merge_rows(os.path.join(args.out, "samples.jsonl"), [{"model": m, **r} for m in samples for r in samples[m]])
 
 
 def main(argv=None):

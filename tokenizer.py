@@ -102,7 +102,8 @@ class HFTokenizer:
         cfg = _read(path, "tokenizer_config.json", parse=json.loads) or {}
         t = (cfg.get("chat_template") or _read(path, "chat_template.jinja")  # transformers 5 writes its own file
              or (_read(path, "chat_template.json", parse=json.loads) or {}).get("chat_template"))
-        self.template = next((x["template"] for x in t if x.get("name") == "default"), None) if isinstance(t, list) else t
+        self.template = next((x["template"] for x in t if x.get("name") == "default"), None) if isinstance(
+            t, list) else t
         # the special tokens a template may use as variables (bos_token, eos_token, ...), as strings
         self.tokens = {k: v.get("content") if isinstance(v, dict) else v for k, v in cfg.items()
                        if k.endswith("_token") and isinstance(v, (str, dict))}
@@ -133,7 +134,8 @@ class HFTokenizer:
             ("the first attempt is not rendered verbatim (the template edits assistant messages)", not tail),
             ("the text before the first attempt is not the rendering of [user x] with the generation prompt",
              head != self.chat_prompt("Problem?")),
-            ("no special token ends the assistant turn", ids == [] or ids[0] not in special or not tail.startswith(end)),
+            ("no special token ends the assistant turn",
+             ids == [] or ids[0] not in special or not tail.startswith(end)),
             ("the follow-up turn does not hold the instruction", "Instruction." not in tail)] if bad]
         if problems:
             raise ValueError(f"{self.path}: its chat template cannot give the two-turn layout: {problems[0]}")

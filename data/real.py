@@ -175,7 +175,8 @@ def task(args):
         if not os.path.isfile(f):
             raise FileNotFoundError(f"--task {args.task}: no data file {f} (python data/real.py --out {args.data}, "
                                     f"or --train_file / --test_file)")
-    module = SimpleNamespace(problems=lambda split, n, seed=0: problems(args.task, train_file, test_file, split, n, seed))
+    module = SimpleNamespace(problems=lambda split, n, seed=0: problems(args.task, train_file, test_file, split, n,
+                                                                         seed))
     return SimpleNamespace(module=module, instruction=MATH_INSTRUCTION if args.task in ("math", "gsm8k", "words")
                            else CODE_INSTRUCTION, alphabet="", chat=True)
 
