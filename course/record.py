@@ -22,7 +22,7 @@ def main():
     Recorded.source = {"rloo": score.rloo, "turn_credits": score.turn_credits}  # the solution's, computed
     code = pytest.main(["-q", "-p", "no:cacheprovider", str(HERE / "test_exercises.py"), "-k", "ex4"])
     if code != 0:
-        raise SystemExit(f"course/record.py: exercise 4's tests failed with the solution (exit {code}); nothing written")
+        raise SystemExit(f"course/record.py: exercise 4's tests fail with the solution (exit {code}); nothing written")
     rows = [[list(tag), x, y] for tag, entries in Recorded.table.items() for x, y in entries]
     Recorded.FILE.write_text(json.dumps(rows, separators=(",", ":")) + "\n")
     print(f"course/record.py: {len(rows)} recorded calls -> {Recorded.FILE}")

@@ -56,6 +56,23 @@ class Scripted(torch.nn.Module):
         return torch.cat([idx, out], 1), (lp if logprobs else None)
 
 
+def check_sample(s, tokens, m1, m2, logp):
+    tokens, m1, m2, logp = (torch.tensor(v, dtype=d) for v, d in
+                            ((tokens, torch.long), (m1, torch.float), (m2, torch.float), (logp, torch.float)))
+    assert torch.equal(s["tokens"], tokens), (
+        "tokens: each row is [x, y1, p, y2] from column 0, with an <eot> (1) forced after a turn that ran out of "
+        f"tokens, right-padded with <pad> (0) to the longest row\nexpected {tokens.tolist()}\ngot      "
+        f"{s['tokens'].tolist()}")
+    for name, want, turn in (("m1", m1, "y1"), ("m2", m2, "y2")):
+        assert s[name].dtype == torch.float and torch.equal(s[name], want), (
+            f"{name}: 1.0 exactly on the tokens of {turn} the policy sampled (its sampled <eot> included), 0 on the "
+            "prompt, the instruction p, padding and a forced <eot>: Eq. 3 and 4's policy gradient and KL count only "
+            f"what the policy chose\nexpected {want.tolist()}\ngot      {s[name].tolist()}")
+    assert torch.equal(s["logp"], logp), (
+        "logp: the sampler's log-prob of each sampled token at that token's column (where m1 or m2 is 1), 0 "
+        f"elsewhere\nexpected {logp.tolist()}\ngot      {s['logp'].tolist()}")
+
+
 def lp_row(j, i, at, n, T):
     """a row of zeros with Scripted's log-probs of call j, row i, tokens 0..n-1 placed from column `at`"""
     row = [0.0] * T
@@ -123,7 +140,7 @@ class Recorded:
                  "rloo(c1, args.k); rloo(c2, args.k), in Stage II rloo(c2 + args.alpha * r1, args.k)")
         if closest is None:
             known = sorted({t[1:] for t in self.table if t[0] == name})
-            return f"{name} called with {tag[1:]} (stage or k, alpha, beta1, beta2, N), never recorded ({known}); {calls}"
+            return f"{name} called with {tag[1:]} (stage or k, alpha, beta1, beta2, N), not recorded ({known}); {calls}"
         diff, at = [], 0
         for key, v in inputs.items():
             want, got = closest[at:at + len(v)], v.tolist()

@@ -7,36 +7,17 @@ course/stand_ins.py's: rloo and turn_credits in rl_update by values recorded fro
 the sampler in evaluate by scripted attempts.
 """
 import itertools
-from types import SimpleNamespace
 
-import pytest
 import torch
 
 import score
 from data import toy_math
-from stand_ins import (E, F64, TOK, Batch, LogProbs, P, Recorded, Scripted, attempts_of, close, lp_row, rl_args,
+from stand_ins import (E, F64, TOK, Batch, LogProbs, P, Scripted, attempts_of, check_sample, close, lp_row, rl_args,
                        scripted_eval)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # exercise 1: the two-turn sampler's tokens and masks
-
-
-def check_sample(s, tokens, m1, m2, logp):
-    tokens, m1, m2, logp = (torch.tensor(v, dtype=d) for v, d in
-                            ((tokens, torch.long), (m1, torch.float), (m2, torch.float), (logp, torch.float)))
-    assert torch.equal(s["tokens"], tokens), (
-        "tokens: each row is [x, y1, p, y2] from column 0, with an <eot> (1) forced after a turn that ran out of "
-        f"tokens, right-padded with <pad> (0) to the longest row\nexpected {tokens.tolist()}\ngot      "
-        f"{s['tokens'].tolist()}")
-    for name, want, turn in (("m1", m1, "y1"), ("m2", m2, "y2")):
-        assert s[name].dtype == torch.float and torch.equal(s[name], want), (
-            f"{name}: 1.0 exactly on the tokens of {turn} the policy sampled (its sampled <eot> included), 0 on the "
-            "prompt, the instruction p, padding and a forced <eot>: Eq. 3 and 4's policy gradient and KL count only "
-            f"what the policy chose\nexpected {want.tolist()}\ngot      {s[name].tolist()}")
-    assert torch.equal(s["logp"], logp), (
-        "logp: the sampler's log-prob of each sampled token at that token's column (where m1 or m2 is 1), 0 "
-        f"elsewhere\nexpected {logp.tolist()}\ngot      {s['logp'].tolist()}")
 
 
 def test_ex1_two_turns_ragged_prompts_forced_end_of_turn():
@@ -193,23 +174,7 @@ def test_ex3_credits_keep_the_inputs_dtype_and_device():
 
 # ----------------------------------------------------------------------------------------------------------
 # exercise 4: REINFORCE with the k1 KL (rl_update), graded alone: rloo and turn_credits are recorded values
-
-
-@pytest.fixture
-def alone(monkeypatch):
-    rec = Recorded.load()
-    monkeypatch.setattr(score, "rloo", rec.rloo)
-    monkeypatch.setattr(score, "turn_credits", rec.turn_credits)
-    grads = []  # the gradient before clipping, seen through clip_grad_norm_
-    real = torch.nn.utils.clip_grad_norm_
-
-    def clip(params, max_norm):
-        params = list(params)
-        grads.append([q.grad.clone() for q in params])
-        return real(params, float("inf"))
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
-    return SimpleNamespace(grads=grads, rec=rec)
+# (the fixture `alone`, in conftest.py)
 
 
 def test_ex4_rl_update_hand_built_gradient(alone):
@@ -238,6 +203,26 @@ def test_ex4_rl_update_hand_built_gradient(alone):
         close(got_kl2, kl2, 1e-12, f"{stage}: kl2 is the k1 estimate over y2's masked tokens")
         close(alone.grads.pop()[0], want, 1e-10, f"{stage}: the gradient of the loss -mean_i sum_t (a1_i m1 + a2_i m2) log pi, "
               "advantages by RLOO of each turn's credit (Stage II: y2's on c2 + alpha r(y1)), nothing on p or padding")
+
+
+def test_ex4_worked_example_of_the_handout(alone):
+    # course/README.md's worked example: one prompt, k = 2 samples, layout [x, y1, y1, p, y2, pad]; alpha 10,
+    # beta1 0.1, beta2 1. Row 0 corrects a wrong y1 (i->c), row 1 keeps a right one (c->c)
+    lp = torch.tensor([[0, -0.5, -1.0, -0.1, -0.2, -3.0], [0, -0.3, -2.0, -0.1, -0.6, -3.0]], dtype=F64)
+    ref = torch.tensor([[0, -0.7, -1.2, -0.1, -0.2, -3.0], [0, -0.4, -2.2, -0.1, -0.9, -3.0]], dtype=F64)
+    s = Batch(tokens=torch.zeros(2, 6, dtype=torch.long), m1=torch.tensor([[0, 1, 1, 0, 0, 0.0]] * 2, dtype=F64),
+              m2=torch.tensor([[0, 0, 0, 0, 1, 0.0]] * 2, dtype=F64))
+    r1, r2 = torch.tensor([0.0, 1], dtype=F64), torch.tensor([1.0, 1], dtype=F64)
+    weights = {"stage1": (0.05, -0.015), "stage2": (0.505, -0.015)}  # row 0's loss weight on y1's and y2's tokens
+    for stage, (w1, w2) in weights.items():
+        model = LogProbs(lp[:, 1:])
+        kl1, kl2, _ = score.rl_update(rl_args(stage, 2, alpha=10.0, beta1=0.1, beta2=1.0), model,
+                                      torch.optim.SGD(model.parameters(), lr=0.0), s, r1, r2, ref)
+        close(kl1, [0.4, 0.3], 1e-12, f"{stage}: kl1, the sum over y1's 2 tokens of lp - ref (README's example)")
+        close(kl2, [0.0, 0.3], 1e-12, f"{stage}: kl2, over y2's token (README's example)")
+        want = [[w1, w1, 0, w2, 0], [-w1, -w1, 0, -w2, 0]]  # d loss / d lp at columns 1..5: -(a1 m1 + a2 m2) / N
+        close(alone.grads.pop()[0], want, 1e-12, f"{stage}: the loss's weight on each token's log-prob, "
+              "-(a1 m1 + a2 m2) / N (README's worked example, step by step)")
 
 
 def test_ex4_kl_estimate_expectation(alone):

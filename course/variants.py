@@ -32,6 +32,8 @@ from types import SimpleNamespace as V
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from make import BUG, INSTRUCTOR_ONLY  # noqa: E402
 # name, exercise, [(the solution's text, the wrong text)], words a failure message must hold
 VARIANTS = [
     V(name="kl-not-detached", n=4, edits=[("(lp.detach() - ref_lp) * m1", "(lp - ref_lp) * m1"),
@@ -49,6 +51,7 @@ VARIANTS = [
     V(name="stage1-beta1-on-y1", n=3, edits=[("return -beta2 * kl1, r2 - beta1 * kl2",
                                               "return -(beta1 + beta2) * kl1, r2 - beta1 * kl2")],
       words=["no beta1 KL"]),
+    V(name="planted-bug", n=4, edits=[BUG], words=["kl1: the closest recorded call has"]),  # --plant-bug's line
 ]
 
 
@@ -104,16 +107,15 @@ def check_variants(tmp, only):
 
 
 def check_copies(tmp):
-    import make
     hw, bug = copy(tmp / "answers"), copy(tmp / "bug", "--plant-bug")
     ok = True
     for where in (hw, bug):
-        leaked = sorted(f for f in make.INSTRUCTOR_ONLY if (where / f).exists())
+        leaked = sorted(f for f in INSTRUCTOR_ONLY if (where / f).exists())
         print(f"{where.name} copy: instructor-only files present: {leaked or 'none'}")
         ok &= not leaked
-    holding = [str(p.relative_to(bug)) for p in bug.rglob("*") if p.is_file() and make.BUG[0] in
+    holding = [str(p.relative_to(bug)) for p in bug.rglob("*") if p.is_file() and BUG[0] in
                p.read_text(errors="replace")]
-    print(f"bug copy: files holding the original line {make.BUG[0]!r}: {holding or 'none'}")
+    print(f"bug copy: files holding the original line {BUG[0]!r}: {holding or 'none'}")
     r = run(HERE / "variants.py", "--audit", hw, cwd=hw)
     print(r.stdout.rstrip() + r.stderr[-2000:])
     return ok and not holding and r.returncode == 0
@@ -220,7 +222,6 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.audit:
         return audit(a.audit)
-    sys.path.insert(0, str(HERE))
     only = {x for x in a.only.split(",") if x}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(a.keep) if a.keep else Path(t)
