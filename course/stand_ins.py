@@ -94,6 +94,7 @@ class Recorded:
     FILE = Path(__file__).with_name("recorded.json")
     source = None  # course/record.py: {"rloo": fn, "turn_credits": fn} to compute and record with
     table = None  # {tag: [(inputs, outputs)]}
+    last = None  # the last turn_credits call's stage, alpha and r1: explains an rloo call that misses
 
     @classmethod
     def load(cls):
@@ -109,6 +110,7 @@ class Recorded:
 
     def turn_credits(self, stage, r1, r2, kl1, kl2, alpha, beta1, beta2):
         tag = ("turn_credits", stage, float(alpha), float(beta1), float(beta2), len(r1))
+        self.last = (stage, float(alpha), r1.tolist())
         return self.call("turn_credits", tag, dict(r1=r1, r2=r2, kl1=kl1, kl2=kl2),
                          (stage, r1, r2, kl1, kl2, alpha, beta1, beta2))
 
@@ -129,18 +131,26 @@ class Recorded:
             y = [float(v) for t in ([out] if name == "rloo" else out) for v in t.tolist()]
             rows.append((x, y))
         else:
-            raise Unrecorded(self.explain(name, tag, inputs, rows[best][0] if rows else None))
+            raise Unrecorded(self.explain(name, tag, inputs, rows[best][0] if rows else None, rows))
         like = next(iter(inputs.values()))
         y = torch.tensor(y, dtype=like.dtype, device=like.device)
         return y if name == "rloo" else tuple(y.view(2, -1))
 
-    def explain(self, name, tag, inputs, closest):
+    def explain(self, name, tag, inputs, closest, rows):
         calls = ("the recorded calls are the solution's: c1, c2 = turn_credits(args.stage, r1, r2, kl1, kl2, "
                  "args.alpha, args.beta1, args.beta2), kl1 / kl2 the sums over m1 / m2 of lp.detach() - ref_lp; "
                  "rloo(c1, args.k); rloo(c2, args.k), in Stage II rloo(c2 + args.alpha * r1, args.k)")
         if closest is None:
             known = sorted({t[1:] for t in self.table if t[0] == name})
             return f"{name} called with {tag[1:]} (stage or k, alpha, beta1, beta2, N), not recorded ({known}); {calls}"
+        if name == "rloo" and self.last:  # y2's credit with or without Stage II's + alpha r(y1)?
+            stage, alpha, r1 = self.last
+            for sign in (1, -1):
+                shifted = [c + sign * alpha * r for c, r in zip(inputs["c"].tolist(), r1)]
+                if any(max(abs(a - b) for a, b in zip(x, shifted)) <= 1e-9 for x, _ in rows):
+                    return (f"rloo got y2's credits {'without' if sign > 0 else 'with'} + args.alpha * r1 in stage "
+                            f"{stage}: RLOO runs on c2 + args.alpha * r1 in Stage II (args.stage == 'stage2') only, "
+                            "where the bonus's -alpha r(y1) is fixed before y2 is sampled (rl_update's comment)")
         diff, at = [], 0
         for key, v in inputs.items():
             want, got = closest[at:at + len(v)], v.tolist()

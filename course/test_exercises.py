@@ -201,8 +201,9 @@ def test_ex4_rl_update_hand_built_gradient(alone):
             f"{stage}: kl1 / kl2 require grad: the KL estimate is a reward, detached (from lp.detach())")
         close(got_kl1, kl1, 1e-12, f"{stage}: kl1 is the k1 estimate, the sum over y1's masked tokens of log pi - log ref")
         close(got_kl2, kl2, 1e-12, f"{stage}: kl2 is the k1 estimate over y2's masked tokens")
-        close(alone.grads.pop()[0], want, 1e-10, f"{stage}: the gradient of the loss -mean_i sum_t (a1_i m1 + a2_i m2) log pi, "
-              "advantages by RLOO of each turn's credit (Stage II: y2's on c2 + alpha r(y1)), nothing on p or padding")
+        close(alone.grads.pop()[0], want, 1e-10, f"{stage}: the gradient of the loss -(1/N) sum_i sum_t (a1_i m1 + "
+              "a2_i m2) log pi, N = 4 (a mean over the samples), advantages by RLOO of each turn's credit (Stage II: "
+              "y2's on c2 + alpha r(y1)), nothing on p or padding")
 
 
 def test_ex4_worked_example_of_the_handout(alone):

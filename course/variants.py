@@ -17,7 +17,9 @@ Prints one line per check; exit status 1 if any fails.
 """
 import argparse
 import ast
+import contextlib
 import importlib.util
+import io
 import inspect
 import random
 import signal
@@ -51,6 +53,8 @@ VARIANTS = [
     V(name="stage1-beta1-on-y1", n=3, edits=[("return -beta2 * kl1, r2 - beta1 * kl2",
                                               "return -(beta1 + beta2) * kl1, r2 - beta1 * kl2")],
       words=["no beta1 KL"]),
+    V(name="stage2-y2-baseline-without-alpha-r1", n=4,
+      edits=[("rloo(c2 + args.alpha * r1, args.k) if", "rloo(c2, args.k) if")], words=["without + args.alpha * r1"]),
     V(name="planted-bug", n=4, edits=[BUG], words=["kl1: the closest recorded call has"]),  # --plant-bug's line
 ]
 
@@ -117,7 +121,7 @@ def check_copies(tmp):
                p.read_text(errors="replace")]
     print(f"bug copy: files holding the original line {BUG[0]!r}: {holding or 'none'}")
     r = run(HERE / "variants.py", "--audit", hw, cwd=hw)
-    print(r.stdout.rstrip() + r.stderr[-2000:])
+    print(r.stdout.rstrip() + ("" if r.returncode == 0 else "\n" + r.stderr[-2000:]))
     return ok and not holding and r.returncode == 0
 
 
@@ -181,7 +185,8 @@ def audit(where):
         rel = path.relative_to(where)
         name = ".".join(rel.with_suffix("").parts[1:] if rel.parts[0] == "course" else rel.with_suffix("").parts)
         try:
-            module = importlib.import_module(name)
+            with contextlib.redirect_stderr(io.StringIO()):  # e.g. argparse's usage line
+                module = importlib.import_module(name)
         except BaseException as e:  # noqa: BLE001
             try:
                 module = definitions(path, name)
