@@ -81,7 +81,6 @@ def lp_row(j, i, at, n, T):
     return row
 
 
-
 class Unrecorded(AssertionError):
     pass
 
@@ -121,7 +120,7 @@ class Recorded:
                 "gradient (compute kl1, kl2 from lp.detach()). With a gradient through the KL, loss.backward() "
                 "also differentiates the advantages: another gradient than REINFORCE's advantage x grad log pi")
         x = [float(v) for t in inputs.values() for v in t.tolist()]
-        rows = self.table.setdefault(tag, [])
+        rows = self.table.setdefault(tag, []) if self.source else self.table.get(tag, [])
         gaps = [max((abs(a - b) for a, b in zip(r[0], x)), default=0.0) for r in rows]
         best = min(range(len(rows)), key=gaps.__getitem__, default=None)
         if best is not None and gaps[best] <= 1e-9:
@@ -189,7 +188,6 @@ class LogProbs(torch.nn.Module):  # log p(token t | tokens < t) is its own param
 
     def forward(self, idx, targets=None):
         return self.w  # (N, T-1)
-
 
 
 def scripted_eval(monkeypatch, attempts, batch=500):
