@@ -2219,6 +2219,14 @@ def test_course_check_fails_a_special_cased_rloo_that_passes_the_public_tests(tm
     assert r.returncode == 0 and "all passed" in r.stdout, r.stdout + r.stderr
 
 
+def test_course_variants_fail_the_public_tests_and_the_copy_holds_no_answers():
+    # issue 35: each wrong variant of course/variants.py fails its exercise's public tests with a message naming
+    # the cause; no function in a fresh copy outside score.py computes rloo or turn_credits; the bug copy holds
+    # neither its original line nor an instructor-only file
+    r = _course("course/variants.py", timeout=600)
+    assert r.returncode == 0 and "all checks passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+
+
 # ---- issue 22: toy code held out by function identity ----
 
 def test_toy_code_no_test_function_in_corpus_or_rl_prompts():

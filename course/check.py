@@ -7,6 +7,7 @@ shapes, so that special-casing the public cases does not pass. Optional teaching
 
 It loads STUDENT_DIR/score.py beside this checkout's other files (model.py, data/, ...), and grades each
 exercise alone: in rl_update the solution's rloo and turn_credits stand in, in evaluate a scripted sampler.
+Instructor only: make.py never copies it (nor make.py, record.py, variants.py, INSTRUCTOR.md, test_score.py).
 Tolerances: exact for the sampler's tensors, 1e-12 for credits, advantages and metrics, 1e-10 for gradients
 (float64). Exit status 1 if any exercise fails; the seed is printed, so a failure can be replayed.
 """
@@ -65,8 +66,11 @@ def ex1(student, rng):
         second = given is not None or rng.random() < 0.8
         turns = ([] if given else [turn()]) + ([turn()] if second else [])
         case = f"B {B}, max_new {max_new}, y1 given {given is not None}, second {second}"
-        want = solution.sample_two_turns(Scripted(*turns), TOK, prompts, instruction, max_new, 1.0, None, given, second)
-        got = student.sample_two_turns(Scripted(*turns), TOK, prompts, instruction, max_new, 1.0, None, given, second)
+        zero = {(j, i, t) for j in range(2) for i in range(B) for t in range(max_new) if rng.random() < 0.1}  # lp 0.0
+        want = solution.sample_two_turns(Scripted(*turns, zero=zero), TOK, prompts, instruction, max_new, 1.0, None,
+                                         given, second)
+        got = student.sample_two_turns(Scripted(*turns, zero=zero), TOK, prompts, instruction, max_new, 1.0, None,
+                                       given, second)
         for key in ("tokens", "m1", "m2", "logp"):
             same(got[key], want[key], 0, f"{case}: {key}")
         for key in ("y1", "y2"):

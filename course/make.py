@@ -4,7 +4,9 @@ two never drift. Optional machinery for teaching: a reader of the paper may skip
 
   python course/make.py --out DIR [--exercises 1,3]   a copy whose exercise code becomes NotImplementedError
   python course/make.py --solve DIR                   puts the solution's code back into DIR (the inverse)
-  python course/make.py --out DIR --plant-bug         a full copy with one silent bug (course/README.md)
+  python course/make.py --out DIR --plant-bug         a full copy with one silent bug (course/INSTRUCTOR.md)
+
+A copy never holds INSTRUCTOR_ONLY's files (the tools, the bug's answer, test_score.py).
 
 Each exercise is a region of one function of score.py, found with `ast` by the function's name and spliced by
 line numbers (ast.unparse would drop the comments); score.py itself carries no markers. The region is the
@@ -29,21 +31,28 @@ EXERCISES = {
                 "with tok.pad_id to T, the longest row. m1 / m2 (N, T) float: 1.0 exactly on the tokens of y1 / y2",
                 "that were sampled (a sampled end-of-turn included, a forced one not), 0 elsewhere. logp (N, T):",
                 "lp1 / lp2 at those same positions, 0 elsewhere. y1 given (lp1 is None): m1 stays 0; second=False",
-                "(lp2 is None): m2 stays 0. Graded exactly (torch.equal), with a scripted stand-in model."]),
+                "(lp2 is None): m2 stays 0. The masks come from the turns' lengths, never from logp != 0: a",
+                "near-certain token's float32 log-prob can be exactly 0.0. Graded exactly, with a scripted model."]),
     2: Ex(name="rloo", start=None, stop=None, title="the leave-one-out baseline",
           note=["c (N,) holds k samples per prompt, grouped: rows i*k .. i*k+k-1 belong to prompt i. Return",
                 "c_i - mean of the other k-1 samples of its group, (N,), same dtype. Graded to 1e-12 in float64."]),
     3: Ex(name="turn_credits", start=None, stop=None, title="per-turn credit, Eq. 2-4",
           note=["Return (c1, c2), the (N,) credits of y1 and y2 for stage 'single' (Eq. 2), 'stage1' (Eq. 3) or",
                 "anything else (Stage II, Eq. 4); kl1, kl2 are each turn's k1 KL estimate, already computed. gamma = 0:",
-                "a turn is credited with its own reward only. 'single' has no second turn: c2 = 0. Graded to 1e-12."]),
-    4: Ex(name="rl_update", start="with autocast(args.device):", stop="opt.zero_grad(",
-          title="REINFORCE with the k1 KL",
-          note=["Define lp = token_logprobs(model, s['tokens']) (N, T) with gradients, kl1, kl2 (N,): the k1 estimate",
-                "sum over the turn's masked tokens of (log pi - log ref), detached; the credits (turn_credits), the",
-                "RLOO advantages of each turn (rloo, k = args.k; Stage II's y2 baseline as the comment says), and",
-                "loss = minus the objective: sum over a turn's tokens of advantage x log pi, mean over the N samples.",
-                "Graded by an exact hand-built gradient (1e-10) and by the exact expectation over every sample group."]),
+                "a turn is credited with its own reward only. Stage I: y1 carries the beta2 KL alone (no r(y1), no",
+                "beta1 term), y2 its reward and the beta1 KL. 'single' has no second turn: c2 = 0, in r2's dtype and",
+                "on its device (tensor operations only: on a GPU they are CUDA tensors). Graded to 1e-12 in float64."]),
+    4: Ex(name="rl_update", start="m1, m2 = ", stop="opt.zero_grad(", title="REINFORCE with the k1 KL",
+          note=["lp (N, T) is above, with gradients, under autocast(args.device) as in sft_step (bf16 on a CUDA GPU, a",
+                "no-op on a CPU). args: score.py's flags; this code reads args.stage ('single', 'stage1' or 'stage2'),",
+                "args.k, args.alpha, args.beta1, args.beta2. Define kl1, kl2 (N,): the k1 estimate, the sum over the",
+                "turn's masked tokens of (log pi - log ref), from lp.detach(): a reward, so it carries no gradient",
+                "(not from s['logp']: the tests' s holds tokens, m1 and m2 only). Then c1, c2 =",
+                "turn_credits(args.stage, r1, r2, kl1, kl2, args.alpha, args.beta1, args.beta2), a1 = rloo(c1, args.k),",
+                "a2 = rloo(c2, args.k) (Stage II, args.stage == 'stage2': on c2 + args.alpha * r1, as the comment says),",
+                "and loss = minus the objective: sum over a turn's tokens of advantage x lp, mean over the N rows. The",
+                "tests replace rloo and turn_credits by values recorded for exactly these calls. A worked example",
+                "(k = 2, from the masks to each token's loss weight): course/README.md."]),
     5: Ex(name="evaluate", start="n = len(problems)", stop="return {**row", title="the metrics",
           note=["From r1, r2 (0/1 rewards of each problem's y1, y2), changed and ratios, define row: acc_t1, acc_t2,",
                 "delta = acc_t2 - acc_t1, delta_i_to_c (share of problems with y1 wrong and y2 right), delta_c_to_i",
@@ -51,7 +60,11 @@ EXERCISES = {
                 "over the share of wrong first attempts; 1e-9 in place of a zero denominator). Shares of all n, in",
                 "[0, 1], not percent. Graded to 1e-12 on scripted attempts."]),
 }
-# the silent bug of --plant-bug (course/README.md, "find the silent bug"): one line of score.py, replaced once
+# never copied (course/INSTRUCTOR.md): the instructor's tools and notes, and the project's own test suite and CI
+# (test_score.py checks the exercise functions against hand-written answers)
+INSTRUCTOR_ONLY = {"course/make.py", "course/check.py", "course/record.py", "course/variants.py",
+                   "course/INSTRUCTOR.md", "test_score.py", ".ci/run"}
+# the silent bug of --plant-bug (course/INSTRUCTOR.md): one line of score.py, replaced once
 BUG = ("kl1 = ((lp.detach() - ref_lp) * m1).sum(1)", "kl1 = ((ref_lp - lp.detach()) * m1).sum(1)")
 
 
@@ -153,7 +166,7 @@ def main(argv=None):
         if solution.count(BUG[0]) != 1:
             raise SystemExit(f"course/make.py: {FILE} no longer holds the line {BUG[0]!r} exactly once; update BUG")
         text = solution.replace(BUG[0], BUG[1])
-    for f in files(ROOT):
+    for f in sorted(set(files(ROOT)) - INSTRUCTOR_ONLY):
         (out / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, out / f)
     (out / FILE).write_text(text)

@@ -2,39 +2,22 @@
 course/test_exercises.py: the public grading tests of the exercises (course/README.md). Grade one exercise:
 python -m pytest course -k ex3. They check each function's face only: exact hand-computed small cases in
 float64, masks compared exactly, property checks, and an exact-enumeration gradient; never a whole model's
-outputs. Every exercise is graded alone: the functions it calls that are other exercises (rloo and
-turn_credits in rl_update, the sampler in evaluate) are replaced by course/stand_ins.py's own versions.
+outputs. Every exercise is graded alone: the functions it calls that are other exercises are replaced by
+course/stand_ins.py's: rloo and turn_credits in rl_update by values recorded from the solution (recorded.json),
+the sampler in evaluate by scripted attempts.
 """
 import itertools
 
-import pytest
 import torch
 
 import score
 from data import toy_math
-from stand_ins import (E, F64, TOK, LogProbs, P, Scripted, attempts_of, close, credits, loo, lp_row, rl_args,
+from stand_ins import (E, F64, TOK, Batch, LogProbs, P, Scripted, attempts_of, check_sample, close, lp_row, rl_args,
                        scripted_eval)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # exercise 1: the two-turn sampler's tokens and masks
-
-
-def check_sample(s, tokens, m1, m2, logp):
-    tokens, m1, m2, logp = (torch.tensor(v, dtype=d) for v, d in
-                            ((tokens, torch.long), (m1, torch.float), (m2, torch.float), (logp, torch.float)))
-    assert torch.equal(s["tokens"], tokens), (
-        "tokens: each row is [x, y1, p, y2] from column 0, with an <eot> (1) forced after a turn that ran out of "
-        f"tokens, right-padded with <pad> (0) to the longest row\nexpected {tokens.tolist()}\ngot      "
-        f"{s['tokens'].tolist()}")
-    for name, want, turn in (("m1", m1, "y1"), ("m2", m2, "y2")):
-        assert s[name].dtype == torch.float and torch.equal(s[name], want), (
-            f"{name}: 1.0 exactly on the tokens of {turn} the policy sampled (its sampled <eot> included), 0 on the "
-            "prompt, the instruction p, padding and a forced <eot>: Eq. 3 and 4's policy gradient and KL count only "
-            f"what the policy chose\nexpected {want.tolist()}\ngot      {s[name].tolist()}")
-    assert torch.equal(s["logp"], logp), (
-        "logp: the sampler's log-prob of each sampled token at that token's column (where m1 or m2 is 1), 0 "
-        f"elsewhere\nexpected {logp.tolist()}\ngot      {s['logp'].tolist()}")
 
 
 def test_ex1_two_turns_ragged_prompts_forced_end_of_turn():
@@ -64,6 +47,21 @@ def test_ex1_given_first_attempts_and_single_turn():
     s = score.sample_two_turns(m, TOK, [[3, 3, 3], [4]], "??", 2, 1.0, None, second=False)
     check_sample(s, tokens=[[3, 3, 3, 5, 6, E], [4, E, P, P, P, P]], m1=[[0, 0, 0, 1, 1, 0], [0, 1, 0, 0, 0, 0]],
                  m2=[[0] * 6] * 2, logp=[lp_row(0, 0, 3, 2, 6), lp_row(0, 1, 1, 1, 6)])
+
+
+def test_ex1_a_sampled_token_whose_log_prob_is_exactly_zero_is_in_its_mask():
+    # a near-certain token: float32 log_softmax rounds its log-prob to exactly 0.0. The policy still sampled it, so
+    # Eq. 3 and 4's gradient and KL count it: y1's 2nd token and y2's 1st token here
+    m = Scripted([[5, 6, E]], [[7, E]], zero={(0, 0, 1), (1, 0, 0)})
+    s = score.sample_two_turns(m, TOK, [[3]], "?", 3, 1.0, None)
+    want = dict(m1=[[0.0, 1, 1, 1, 0, 0, 0]], m2=[[0.0, 0, 0, 0, 0, 1, 1]])
+    for name, col in (("m1", 2), ("m2", 5)):
+        assert s[name].tolist() == want[name], (
+            f"{name}: the token at column {col} was sampled with a log-prob of exactly 0.0 and must be 1.0 in {name}: "
+            "the masks come from the turns' lengths (which tokens the policy chose), never from logp != 0\n"
+            f"expected {want[name]}\ngot      {s[name].tolist()}")
+    check_sample(s, tokens=[[3, 5, 6, E, 2, 7, E]], m1=want["m1"], m2=want["m2"],
+                 logp=[[0, Scripted.lp(0, 0, 0), 0, Scripted.lp(0, 0, 2), 0, 0, Scripted.lp(1, 0, 1)]])
 
 
 def test_ex1_properties_on_random_turns():
@@ -126,7 +124,7 @@ def test_ex3_turn_credits_hand_computed():
     cases = {
         "single": ("Eq. 2 (single-turn RL): y1 gets r(y1) - beta1 KL1; there is no y2 to credit (0)",
                    [-0.005, -0.01, 0.98, 0.96], [0, 0, 0, 0]),
-        "stage1": ("Eq. 3 (Stage I): y1 gets only -beta2 KL1 (no reward: the first attempt is held at the base model); "
+        "stage1": ("Eq. 3 (Stage I): y1 gets -beta2 KL1 alone (no r(y1), and no beta1 KL: Eq. 2's beta1 KL is y2's); "
                    "y2 gets r(y2) - beta1 KL2", [-0.05, -0.1, -0.2, -0.4], [-0.0025, 0.97, -0.01, 1]),
         "stage2": ("Eq. 4 (Stage II), gamma = 0: y1 gets r(y1) - beta1 KL1; y2 gets r(y2) + alpha (r(y2) - r(y1)) - "
                    "beta1 KL2 (the bonus: +alpha for i->c, -alpha for c->i)",
@@ -147,29 +145,36 @@ def test_ex3_bonus_and_weights():
         close(with_bonus - no_bonus, alpha * (R2 - R1), 1e-12,
               f"alpha = {alpha}: Stage II's bonus adds exactly alpha (r(y2) - r(y1)) to y2's credit")
     c1, c2 = score.turn_credits("stage1", R1, R2, kl1, kl2, alpha=10.0, beta1=0.3, beta2=0.0)
-    close(c1, torch.zeros(4), 1e-12, "Stage I with beta2 = 0: y1 gets no credit at all (r(y1) is not in Eq. 3)")
+    close(c1, torch.zeros(4), 1e-12, "Stage I with beta2 = 0: y1's credit is -beta2 KL1 = 0. Eq. 3 puts the beta2 KL "
+          "alone on y1: no r(y1), and no beta1 KL1 (the beta1 KL is y2's only)")
     c1, c2 = score.turn_credits("stage1", R1, R2, kl1, kl2, alpha=10.0, beta1=0.3, beta2=0.7)
     close(c2, R2 - 0.3 * kl2, 1e-12, "Stage I: y2's credit is r(y2) - beta1 KL2, with no bonus (alpha is Stage II's)")
 
 
+def test_ex3_credits_keep_the_inputs_dtype_and_device():
+    # in training the rewards and KLs are CUDA tensors; here float64 on the CPU and on 'meta' (shapes and dtypes
+    # without data, standing in for a GPU: a tensor made on the CPU shows up as device cpu)
+    for device in ("cpu", "meta"):
+        r1, r2, kl1, kl2 = (v.to(device) for v in (R1, R2, KL1, KL2))
+        for stage in ("single", "stage1", "stage2"):
+            try:
+                out = score.turn_credits(stage, r1, r2, kl1, kl2, alpha=10.0, beta1=0.01, beta2=0.1)
+            except NotImplementedError:
+                raise
+            except Exception as e:  # noqa: BLE001  e.g. .tolist() on a meta tensor
+                raise AssertionError(f"stage {stage}: turn_credits on {device} tensors raised {type(e).__name__}: {e}. "
+                                     "Use tensor operations only: the credits stay on the inputs' device") from e
+            for name, c in zip(("c1", "c2"), out):
+                got = f"{c.dtype} on {c.device}" if torch.is_tensor(c) else type(c).__name__
+                assert torch.is_tensor(c) and c.dtype == F64 and c.device == r1.device and c.shape == r1.shape, (
+                    f"stage {stage}, {name}: expected a (4,) float64 tensor on {device}, the inputs' dtype and device, "
+                    f"got {got}. Build it from the inputs (e.g. torch.zeros_like(r2)): torch.zeros(shape) is float32 "
+                    "on the CPU, which loses float64's digits here and fails against CUDA tensors on a GPU")
+
+
 # ----------------------------------------------------------------------------------------------------------
-# exercise 4: REINFORCE with the k1 KL (rl_update), graded alone: rloo and turn_credits are this file's
-
-
-@pytest.fixture
-def alone(monkeypatch):
-    monkeypatch.setattr(score, "rloo", loo)
-    monkeypatch.setattr(score, "turn_credits", credits)
-    grads = []  # the gradient before clipping, seen through clip_grad_norm_
-    real = torch.nn.utils.clip_grad_norm_
-
-    def clip(params, max_norm):
-        params = list(params)
-        grads.append([q.grad.clone() for q in params])
-        return real(params, float("inf"))
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
-    return grads
+# exercise 4: REINFORCE with the k1 KL (rl_update), graded alone: rloo and turn_credits are recorded values
+# (the fixture `alone`, in conftest.py)
 
 
 def test_ex4_rl_update_hand_built_gradient(alone):
@@ -177,25 +182,48 @@ def test_ex4_rl_update_hand_built_gradient(alone):
     N, T, k = 4, 6, 4
     m1 = torch.tensor([[0, 1, 1, 0, 0, 0]] * N, dtype=F64)
     m2 = torch.tensor([[0, 0, 0, 0, 1, 0]] * N, dtype=F64)
-    s = {"tokens": torch.zeros(N, T, dtype=torch.long), "m1": m1, "m2": m2}
+    s = Batch(tokens=torch.zeros(N, T, dtype=torch.long), m1=m1, m2=m2)
     w0 = -0.5 - 0.1 * torch.arange(N * (T - 1), dtype=F64).view(N, T - 1)
     ref = torch.full((N, T), -1.0, dtype=F64)
     r1, r2 = torch.tensor([1.0, 0, 0, 1], dtype=F64), torch.tensor([1.0, 1, 0, 0], dtype=F64)
     lp = torch.nn.functional.pad(w0, (1, 0))
     kl1, kl2 = ((lp - ref) * m1).sum(1), ((lp - ref) * m2).sum(1)  # k1: sum over the turn of log pi - log ref
     for stage in ("single", "stage1", "stage2"):
-        c1, c2 = credits(stage, r1, r2, kl1, kl2, 10.0, 0.01, 0.1)
+        c1, c2 = alone.rec.turn_credits(stage, r1, r2, kl1, kl2, 10.0, 0.01, 0.1)
         if stage == "stage2":
             c2 = c2 + 10.0 * r1  # the bonus's -alpha r(y1) is fixed before y2 is sampled: y2's baseline
-        a1, a2 = loo(c1, k), loo(c2, k)
+        a1, a2 = alone.rec.rloo(c1, k), alone.rec.rloo(c2, k)
         want = -(a1[:, None] * m1 + a2[:, None] * m2)[:, 1:] / N
         model = LogProbs(w0)
         got_kl1, got_kl2, _ = score.rl_update(rl_args(stage, k), model, torch.optim.SGD(model.parameters(), lr=0.0),
                                               s, r1, r2, ref)
+        assert not (got_kl1.requires_grad or got_kl2.requires_grad), (
+            f"{stage}: kl1 / kl2 require grad: the KL estimate is a reward, detached (from lp.detach())")
         close(got_kl1, kl1, 1e-12, f"{stage}: kl1 is the k1 estimate, the sum over y1's masked tokens of log pi - log ref")
         close(got_kl2, kl2, 1e-12, f"{stage}: kl2 is the k1 estimate over y2's masked tokens")
-        close(alone.pop()[0], want, 1e-10, f"{stage}: the gradient of the loss -mean_i sum_t (a1_i m1 + a2_i m2) log pi, "
-              "advantages by RLOO of each turn's credit (Stage II: y2's on c2 + alpha r(y1)), nothing on p or padding")
+        close(alone.grads.pop()[0], want, 1e-10, f"{stage}: the gradient of the loss -(1/N) sum_i sum_t (a1_i m1 + "
+              "a2_i m2) log pi, N = 4 (a mean over the samples), advantages by RLOO of each turn's credit (Stage II: "
+              "y2's on c2 + alpha r(y1)), nothing on p or padding")
+
+
+def test_ex4_worked_example_of_the_handout(alone):
+    # course/README.md's worked example: one prompt, k = 2 samples, layout [x, y1, y1, p, y2, pad]; alpha 10,
+    # beta1 0.1, beta2 1. Row 0 corrects a wrong y1 (i->c), row 1 keeps a right one (c->c)
+    lp = torch.tensor([[0, -0.5, -1.0, -0.1, -0.2, -3.0], [0, -0.3, -2.0, -0.1, -0.6, -3.0]], dtype=F64)
+    ref = torch.tensor([[0, -0.7, -1.2, -0.1, -0.2, -3.0], [0, -0.4, -2.2, -0.1, -0.9, -3.0]], dtype=F64)
+    s = Batch(tokens=torch.zeros(2, 6, dtype=torch.long), m1=torch.tensor([[0, 1, 1, 0, 0, 0.0]] * 2, dtype=F64),
+              m2=torch.tensor([[0, 0, 0, 0, 1, 0.0]] * 2, dtype=F64))
+    r1, r2 = torch.tensor([0.0, 1], dtype=F64), torch.tensor([1.0, 1], dtype=F64)
+    weights = {"stage1": (0.05, -0.015), "stage2": (0.505, -0.015)}  # row 0's loss weight on y1's and y2's tokens
+    for stage, (w1, w2) in weights.items():
+        model = LogProbs(lp[:, 1:])
+        kl1, kl2, _ = score.rl_update(rl_args(stage, 2, alpha=10.0, beta1=0.1, beta2=1.0), model,
+                                      torch.optim.SGD(model.parameters(), lr=0.0), s, r1, r2, ref)
+        close(kl1, [0.4, 0.3], 1e-12, f"{stage}: kl1, the sum over y1's 2 tokens of lp - ref (README's example)")
+        close(kl2, [0.0, 0.3], 1e-12, f"{stage}: kl2, over y2's token (README's example)")
+        want = [[w1, w1, 0, w2, 0], [-w1, -w1, 0, -w2, 0]]  # d loss / d lp at columns 1..5: -(a1 m1 + a2 m2) / N
+        close(alone.grads.pop()[0], want, 1e-12, f"{stage}: the loss's weight on each token's log-prob, "
+              "-(a1 m1 + a2 m2) / N (README's worked example, step by step)")
 
 
 def test_ex4_kl_estimate_expectation(alone):
@@ -207,8 +235,8 @@ def test_ex4_kl_estimate_expectation(alone):
     ref1, ref2 = torch.randn(V, generator=g, dtype=F64).log_softmax(-1), torch.randn(V, V, generator=g, dtype=F64).log_softmax(-1)
     y1, y2 = (torch.tensor(v) for v in zip(*itertools.product(range(V), repeat=2)))  # (9,) each
     w = torch.stack([th1[y1], torch.zeros(9, dtype=F64), th2[y1, y2]], 1)  # (9, 3) log-probs of [y1, p, y2]
-    s = {"tokens": torch.zeros(9, 4, dtype=torch.long), "m1": torch.tensor([[0, 1, 0, 0.0]] * 9, dtype=F64),
-         "m2": torch.tensor([[0, 0, 0, 1.0]] * 9, dtype=F64)}
+    s = Batch(tokens=torch.zeros(9, 4, dtype=torch.long), m1=torch.tensor([[0, 1, 0, 0.0]] * 9, dtype=F64),
+              m2=torch.tensor([[0, 0, 0, 1.0]] * 9, dtype=F64))
     prob = th1[y1].exp() * th2[y1, y2].exp()
     zero = torch.zeros(9, dtype=F64)
     for r1_, r2_, name in ((ref1, ref2, "a reference"), (th1, th2, "the policy itself as the reference")):
@@ -224,7 +252,7 @@ def test_ex4_kl_estimate_expectation(alone):
 
 
 def test_ex4_expected_gradient_by_exact_enumeration(alone):
-    # as test_score.py's check of rl_update: one-token attempts over 3 tokens, a free logit table as the policy.
+    # one-token attempts over 3 tokens, a free logit table as the policy.
     # The sum over every group of k = 2 samples of P(group) x rl_update's gradient is its expectation exactly;
     # it must equal autograd of Eq. 2 / 3 / 4 with per-turn credit (gamma = 0) and exact KLs, to 1e-10.
     V, k = 3, 2
@@ -249,13 +277,13 @@ def test_ex4_expected_gradient_by_exact_enumeration(alone):
         total = [torch.zeros_like(th1), torch.zeros_like(th2)]
         for group in itertools.product(pairs, repeat=k):
             y1, y2 = torch.tensor([a for a, _ in group]), torch.tensor([b for _, b in group])
-            s = {"tokens": torch.stack([torch.zeros(k, dtype=torch.long), y1, torch.zeros_like(y1), y2], 1),
-                 "m1": m1.expand(k, 4), "m2": m2.expand(k, 4)}
+            s = Batch(tokens=torch.stack([torch.zeros(k, dtype=torch.long), y1, torch.zeros_like(y1), y2], 1),
+                      m1=m1.expand(k, 4), m2=m2.expand(k, 4))
             ref = torch.stack([torch.zeros(k, dtype=F64), ref1[y1], torch.zeros(k, dtype=F64), ref2[y1, y2]], 1)
             score.rl_update(rl_args(stage, k, beta1=0.1, beta2=0.5), model, opt, s, R[y1],
                             R[y2] if stage != "single" else torch.zeros(k, dtype=F64), ref)
             prob = (th1.exp()[y1] * th2.exp()[y1, y2]).prod()
-            total = [t - prob * gr for t, gr in zip(total, alone.pop())]  # loss = -objective
+            total = [t - prob * gr for t, gr in zip(total, alone.grads.pop())]  # loss = -objective
         a, b = torch.nn.Parameter(th1.clone()), torch.nn.Parameter(th2.clone())
         l1, l2 = a.log_softmax(-1), b.log_softmax(-1)
         kl1, kl2 = (l1.exp() * (l1 - ref1)).sum(), (l2.exp() * (l2 - ref2)).sum(-1)
