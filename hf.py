@@ -317,7 +317,7 @@ if __name__ == "__main__":
     a = p.parse_args()
     try:
         c = export(a.export, a.out, a.force) if a.export else from_gguf(a.from_gguf, a.out)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # bad input: one line naming it, no traceback
+    except (ValueError, ImportError, FileNotFoundError, FileExistsError) as e:  # bad input: one line, no traceback
         raise SystemExit(f"hf.py: error: {one_line(e)}")
     print(f"hf.py: wrote {a.out} ({c['model_type']}); try: python -c \"from transformers import "
           f"AutoModelForCausalLM as M; print(M.from_pretrained('{a.out}'))\"")

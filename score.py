@@ -270,7 +270,7 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
     model.eval()
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     r1, r2, changed, ratios, first, samples = [], [], [], [], [], []
-    for i in tqdm(range(0, len(problems), batch), desc=f"eval ({batch} problems a batch)", leave=False, disable=None):
+    for i in tqdm(range(0, len(problems), batch), desc=f"eval ({batch} problems a batch)", leave=False):
         chunk = problems[i:i + batch]
         s = sample_two_turns(model, tok, [tok.encode(q["prompt"]) for q in chunk], task.instruction, max_new,
                              temperature, g, y1=None if y1 is None else y1[i:i + batch])

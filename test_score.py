@@ -1713,6 +1713,20 @@ def test_eval_adds_and_replaces_rows_by_model_name(tmp_path):
     score.main([*ev, "--evaluate", "base,other"])
     score.main([*ev, "--evaluate", "other", "--n_test", "3"])
     assert [(r["model"], r["n"]) for r in json.load(open(tmp_path / "results.json"))] == [("base", 4), ("other", 3)]
+    # transcripts beside the table, replaced the same way: what each model was given and said, and its rewards
+    rows = [json.loads(x) for x in open(tmp_path / "samples.jsonl")]
+    assert [r["model"] for r in rows] == ["base"] * 4 + ["other"] * 3
+    res = {r["model"]: r for r in json.load(open(tmp_path / "results.json"))}
+    probs = toy_math.problems("test", 4)
+    for r in rows:
+        q = probs[[x["prompt"] for x in probs].index(r["prompt"])]
+        assert set(r) == {"model", "prompt", "y1", "y2", "answer1", "answer2", "r1", "r2", "reference"}
+        assert (r["r1"], r["r2"], r["answer1"]) == (score.reward(r["y1"], q), score.reward(r["y2"], q),
+                                                   score.final_answer(r["y1"], q))
+    for m, row in res.items():  # the table is the transcripts' summary
+        mine = [r for r in rows if r["model"] == m]
+        assert row["acc_t1"] == sum(r["r1"] for r in mine) / len(mine)
+        assert row["acc_t2"] == sum(r["r2"] for r in mine) / len(mine)
 
 
 def test_hf_directory_without_tokenizer_files_is_named(tmp_path, gpt2_bpe):
