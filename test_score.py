@@ -2154,6 +2154,37 @@ def test_math_final_form():
     assert len(decided) == 4 and sum(rewards.math_equal(p, r) == e for p, r, e, _ in rest) >= len(rest) - 11
 
 
+# Issue 34: answers the final-form rule read one way and math-verify another (each scored 1 at f351a48), and
+# answers that earn 1 with the same references: the rule still reads them.
+HALF15 = "\\frac{15}{2}"
+ONE_READING = [
+    ("\\text{$$99^2+99+1$$}0", "9901"), ("1\\;8", "9"), ("1\\ 8", "9"),
+    ("1\\:8", "9"), ("\\frac{6}{{4}}", "\\frac{3}{2}"), ("\\frac{{30}}{4}", HALF15), ("204_6", "204_5"), ("7.5_{10}", HALF15),
+    ("{15 \\over 2}", HALF15), ("\\cfrac{15}{2}", HALF15), ("\\frac{22.5}{3}", HALF15), ("22.5/3", HALF15),
+    ("|-\\frac{15}{2}|", HALF15), ("15:2", HALF15), ("\\max(\\frac{15}{2}, 1)", HALF15), ("15\u00f72", HALF15),
+    ("7.5\u00b71", HALF15), ("7.5\u22c51", HALF15), ("7.5\u00d71", HALF15), ("\u2212(\u22127.5)", HALF15), ("7.5\u22120", HALF15),
+    ("x \u2248 \\frac{15}{2}", HALF15), ("x \u2261 \\frac{15}{2}", HALF15),
+]
+ONE_READING_HONEST = [
+    ("9901", "9901"), ("18", "18"), ("\\frac{3}{2}", "\\frac{6}{4}"), ("1.5", "\\frac{3}{2}"), ("204_5", "204_5"),
+    ("204_{5}", "204_5"), ("7.5", HALF15), ("15/2", HALF15), ("\\tfrac{15}{2}", HALF15), ("7\\frac{1}{2}", HALF15),
+    ("x = \\frac{15}{2}", HALF15), ("\\dfrac{15}{\\,2\\,}", HALF15), ("10,\\!000", "10000"), ("1\\,000", "1000"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}2"), ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"), ("(x-1)(x+1)", "x^2-1"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
+    ("\\text{(C)}", "\\text{(C)}"), ("5.4 \\text{ cents}", "5.4"), ("\\mathbb{R}", "\\mathbb{R}"),
+]
+
+
+def test_math_final_form_reads_what_math_verify_grades():
+    """Issue 34: the rule refuses what it cannot read and counts what math-verify would compute."""
+    import final_form
+    assert [p for p in ONE_READING if rewards.math_equal(*p)] == []
+    assert [p for p in ONE_READING_HONEST if not rewards.math_equal(*p)] == []
+    assert rewards.math_reward("So \\boxed{\\text{$$99^2+99+1$$}0}.", "9901") == 0.0  # the issue's example, whole
+    assert final_form.unreadable("1\\;8") == {"1 "} and final_form.unreadable("\\frac{1}{2}") == set()
+    assert final_form.operations("\\frac{6}{{4}}") == 1 and final_form.operations("-(-7)") == 1
+
+
 def _copied(problem):
     """Expressions a policy could copy from a statement: each math segment, and each side of a relation in it."""
     segs = re.findall(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", problem, re.S)
@@ -2170,6 +2201,10 @@ def test_math500_copied_expressions_earn_almost_nothing():
     asked = [r for r in recs if re.sub(r"\s", "", r["answer"]) not in re.sub(r"\s", "", r["problem"])]
     hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
     assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
+    wraps = ["\\text{{$${}$$}}0", "\\text{{$${}$$}}{}", "\\mbox{{${}$}}{}", "\\text{{{}}}"]  # issue 34: 20/500 at f351a48
+    hits = [(r["unique_id"], w) for r in asked for c in _copied(r["problem"]) for w in wraps
+            if rewards.math_equal(w.format(c, r["answer"]), r["answer"])]
+    assert len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 0/428
     assert len(_copied("Find $99^2+99+1$ and \\[x = \\dbinom{31}{28}\\]")) == 4  # the copier copies
 
 
