@@ -23,24 +23,17 @@ holds). 2. Not root, RLIMIT_NPROC counts all the user's processes: their count +
 root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
 Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
-import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
-import signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+import argparse, builtins, gzip, json, math, os, re, resource, secrets, select, signal  # noqa: E401 (stdlib only)
+import socket, subprocess, sys, tempfile, time, traceback  # noqa: E401
 sys.path[:0] = [] if __name__ != "__main__" else [os.path.dirname(os.path.abspath(__file__))]  # python -I (worker)
 import tester  # noqa: E402
+from jail import (_capset, _isolate_fs, _limit_ipc, _no_keys, _sys, CAP_DAC_READ_SEARCH, CLONE_NEWIPC,  # noqa: E402
+                  CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE,
+                  PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG)
 
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
 OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
-MEM_LIMIT, NPROC_EXTRA, UID_BASE = 1 << 30, 32, 2_000_000_000  # RLIMIT_AS; processes and threads a program may add
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 36, 38
-CAP_DAC_READ_SEARCH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _sys(name, *args):
-    """Call a libc function with C long arguments (variadic ones such as syscall() need them); True on 0."""
-    return getattr(_libc, name)(*[a if isinstance(a, (bytes, type(None))) else ctypes.c_long(a) for a in args]) == 0
+MEM_LIMIT, NPROC, NOFILE, UID_BASE = 1 << 30, 4, 64, 2_000_000_000  # a job's memory: NPROC tasks of MEM_LIMIT/NPROC
 
 
 def _quietly(f, *args):
@@ -49,23 +42,6 @@ def _quietly(f, *args):
         return f(*args)
     except OSError:
         return None
-
-
-def _capset(caps):
-    """Keep exactly the capabilities in bitmask `caps`, effective and permitted."""
-    return _sys("capset", struct.pack("II", 0x20080522, 0), struct.pack("6I", caps, caps, 0, 0, 0, 0))
-
-
-def _isolate_fs():
-    """In a new mount namespace: a 32 MB tmpfs on /tmp, /var/tmp, /dev/shm; the rest read-only. True if all held."""
-    if not (_sys("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)  # keep our mounts out of the host's
-            and _sys("mount", b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=32m,mode=1777")):
-        return False
-    dirs = [b"/tmp"] + [d for d in (b"/var/tmp", b"/dev/shm") if os.path.isdir(d)]
-    ok = all([_sys("mount", b"/tmp", d, None, MS_BIND, None) for d in dirs[1:]])
-    ro, rw = struct.pack("4Q", 1, 0, 0, 0), struct.pack("4Q", 0, 1, 0, 0)  # struct mount_attr, RDONLY = 1
-    ok = ok and _sys("syscall", 442, -100, b"/", 0x8000, ro, 32)  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE)
-    return all([_sys("syscall", 442, -100, d, 0, rw, 32) for d in dirs]) and ok
 
 
 def _count_tasks():
@@ -85,7 +61,8 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
         os.getppid() == worker or _exit(1)  # the worker died before the prctl
         os.setsid()
         uid = UID_BASE + os.getpid()
-        if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET):
+        if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC):
+            _limit_ipc() or _exit(_write(2, b"sandbox: cannot limit System V IPC in the job's namespace") * 0 + 1)
             feats.append("ns")
         if pid := os.fork():
             _exit(0 if os.waitpid(pid, 0)[1] == 0 else 1)
@@ -97,6 +74,7 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             mode["uid"] and os.chown(tmp, uid, uid)
         os.chdir("/tmp" if "ro" in feats else tmp)
         _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _no_keys() or _exit(_write(2, b"sandbox: cannot install the seccomp filter on keyrings") * 0 + 1)
         if mode["uid"]:
             _sys("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
             os.setgroups([])
@@ -106,8 +84,8 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             feats.append("uid")
         elif mode["ns"] and not _capset(0):  # root of a user namespace could unmount all the above
             _exit(1)
-        nproc, cpu = NPROC_EXTRA + (1 if mode["uid"] else _count_tasks()), math.ceil(timeout) + 1
-        for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT,) * 2),
+        nproc, cpu = NPROC + (0 if mode["uid"] else _count_tasks()), math.ceil(timeout) + 1
+        for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT // NPROC,) * 2),
                          (resource.RLIMIT_NPROC, (nproc,) * 2), (resource.RLIMIT_FSIZE, (OUT_CAP,) * 2),
                          (resource.RLIMIT_CORE, (0, 0))):
             resource.setrlimit(res, lim)
@@ -118,6 +96,7 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
         rd, w = os.dup2(rd, 1 << 10), os.dup2(w, (1 << 10) + 1)  # the tester's pipes; all else is closed
         os.closerange(3, rd)
         os.closerange(w + 1, 1 << 16)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE,) * 2)  # (after the dup2 above) memfds, pipes: off RLIMIT_AS
         me, ns = _getpid(), {"__name__": "__main__", "__builtins__": builtins}
         for i, src in enumerate(job["parts"]):
             _exec(_compile(src, f"<part{i}>", "exec"), ns)
@@ -323,8 +302,12 @@ def execute(program, timeout=DEFAULT_TIMEOUT):
 
 
 def sandbox_features():
-    """The isolation programs get here: a subset of ["ns", "ro", "uid"] (see run_sandboxed)."""
-    return run_sandboxed(["pass"], 5.0, 1)[0]["features"]
+    """The isolation programs get here: a subset of ["ns", "ro", "uid"] (see run_sandboxed). Raises RuntimeError if
+    programs cannot run at all: a guarantee could not be set up (the IPC limits, the seccomp filter)."""
+    res = run_sandboxed(["pass"], 5.0, 1)[0]
+    if not res["ok"] and "sandbox: cannot" in res["out"]:
+        raise RuntimeError(res["out"])
+    return res["features"]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
