@@ -4,23 +4,29 @@ A job is a program (str parts, each compiled and exec'd on its own, so a complet
 swallow the tests) and tests. A fork-server worker (`python -I -S sandbox.py --worker`, a pool per caller process)
 runs the program in a child forked by its program server (forked before any job: it never holds a test), and the
 tests in a child of its own; each call the tests make to the program crosses between them as plain data
-(tester.py, docs/sandbox.md). The program gets:
-  - its own session and, where the kernel allows, new mount, PID and network namespaces: no network; a 32 MB
-    tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; as PID 1, all it starts dies too;
+(tester.py, docs/sandbox.md). A job shares nothing with the next. The program gets:
+  - its own session and, where the kernel allows, new mount, PID, network and IPC namespaces: no network (nor
+    abstract Unix sockets); a 32 MB tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; its
+    own System V and POSIX IPC, capped (jail.IPC_LIMITS); as PID 1, all it starts dies too, and all it made with it;
   - as root, a fresh uid (UID_BASE + pid) keeping only CAP_DAC_READ_SEARCH (the interpreter may live under
     /root): RLIMIT_NPROC counts only its own processes and it can signal or write nothing of root's;
-  - RLIMIT_CPU/AS (1 GiB)/NPROC/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin
-    /dev/null, stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its
-    process group is killed). Proof of success: the tests' process, not the program's, writes the caller's nonce
-    (which never reaches the program's process) after the tests passed and the program announced, with its own
-    nonce, that its last part returned. The worker and the tests' process are not dumpable: a program without
-    capabilities cannot read their memory. An expected result stays in the caller.
+  - a memory limit per job: at most NPROC tasks (processes and threads), each of RLIMIT_AS MEM_LIMIT / NPROC,
+    and NOFILE files each (memfds and pipes hold memory RLIMIT_AS does not count; RLIMIT_FSIZE caps a file);
+  - a seccomp filter: no kernel keyrings (a key outlives its job and is readable by permission bits, not uid);
+  - RLIMIT_CPU/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin /dev/null,
+    stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its process group
+    is killed). If the IPC limits or the filter cannot be set up, no program runs: each fails with "sandbox:
+    cannot ..." in its output, and sandbox_features() raises. Proof of success: the tests' process, not the
+    program's, writes the caller's nonce (which never reaches the program's process) after the tests passed and
+    the program announced, with its own nonce, that its last part returned. The worker and the tests' process are
+    not dumpable: a program without capabilities cannot read their memory. An expected result stays in the caller.
 Not protected against (see docs/sandbox.md): 1. A determined program on the same kernel reads any file it may (the
-dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end).
-Without namespaces (non-root with unprivileged user namespaces off; containers without CAP_SYS_ADMIN) it has the
-network, writes wherever its uid may, and processes leaving its group survive it (`sandbox_features()` says what
-holds). 2. Not root, RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound; as
-root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
+dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end);
+what it reads warms the page cache, which a later one can time. Without namespaces (non-root with unprivileged
+user namespaces off; containers without CAP_SYS_ADMIN) it has the network and the host's IPC, writes wherever its
+uid may, and processes leaving its group survive it (`sandbox_features()` says what holds). 2. Not root,
+RLIMIT_NPROC counts all the user's processes: their count + NPROC, a fork-bomb bound, but no memory bound per
+job; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
 Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
 import argparse, builtins, gzip, json, math, os, re, resource, secrets, select, signal  # noqa: E401 (stdlib only)
