@@ -25,8 +25,8 @@ dataset's, if readable) and, in its own process, its own nonce (so a program wit
 what it reads warms the page cache, which a later one can time. Without namespaces (non-root with unprivileged
 user namespaces off; containers without CAP_SYS_ADMIN) it has the network and the host's IPC, writes wherever its
 uid may, and processes leaving its group survive it (`sandbox_features()` says what holds). 2. Not root,
-RLIMIT_NPROC counts all the user's processes: their count + NPROC, a fork-bomb bound, but no memory bound per
-job; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
+RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound, but no memory bound
+per job; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
 Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
 import argparse, builtins, gzip, json, math, os, re, resource, secrets, select, signal  # noqa: E401 (stdlib only)
@@ -40,6 +40,7 @@ from jail import (_capset, _isolate_fs, _limit_ipc, _no_keys, _sys, CAP_DAC_READ
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
 OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
 MEM_LIMIT, NPROC, NOFILE, UID_BASE = 1 << 30, 4, 64, 2_000_000_000  # a job's memory: NPROC tasks of MEM_LIMIT/NPROC
+NPROC_EXTRA = 32  # not root: tasks a program may add to all of its user's (no bound per job: sandbox.py, 2.)
 
 
 def _quietly(f, *args):
@@ -90,7 +91,7 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             feats.append("uid")
         elif mode["ns"] and not _capset(0):  # root of a user namespace could unmount all the above
             _exit(1)
-        nproc, cpu = NPROC + (0 if mode["uid"] else _count_tasks()), math.ceil(timeout) + 1
+        nproc, cpu = NPROC if mode["uid"] else NPROC_EXTRA + _count_tasks(), math.ceil(timeout) + 1
         for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT // NPROC,) * 2),
                          (resource.RLIMIT_NPROC, (nproc,) * 2), (resource.RLIMIT_FSIZE, (OUT_CAP,) * 2),
                          (resource.RLIMIT_CORE, (0, 0))):
