@@ -2150,7 +2150,8 @@ CHANNELS = {
     "POSIX message queue (mq_open)": (
         "def put(v):\n    os.umask(0)\n    libc.mq_send(libc.mq_open(b'/zq34', 0o102, 0o666, None), b'%d' % v, 2, 0)\n"
         "def get():\n    q, b = libc.mq_open(b'/zq34', 0o4000), ctypes.create_string_buffer(1 << 16)\n"
-        "    n = libc.mq_receive(q, b, 1 << 16, None) if q >= 0 else -1\n    return int(b.raw[:n]) if n > 0 else None\n"),
+        "    n = libc.mq_receive(q, b, 1 << 16, None) if q >= 0 else -1\n"
+        "    return int(b.raw[:n]) if n > 0 else None\n"),
     "kernel keyring (add_key, readable by all, listed in /proc/keys)": (
         "NR = {'x86_64': (248, 250), 'aarch64': (217, 219)}[os.uname().machine]\n"
         "def put(v):\n    k = libc.syscall(NR[0], b'user', b'zq34-%d' % v, b'x', 1, ctypes.c_long(-4))\n"
@@ -2165,7 +2166,8 @@ CHANNELS = {
         "        return int(s.recv(20))\n    except OSError:\n        return None\n"),
     "files in every writable place (/dev/shm, /var/tmp, /run/lock, ~, cwd)": (
         "PLACES = ['/dev/shm', '/var/tmp', '/tmp', '/run', '/run/lock', '/var/lock', os.path.expanduser('~'), '.']\n"
-        "def put(v):\n    for d in PLACES:\n        try:\n            open(os.path.join(d, 'zq34'), 'w').write('%d' % v)\n"
+        "def put(v):\n    for d in PLACES:\n        try:\n"
+        "            open(os.path.join(d, 'zq34'), 'w').write('%d' % v)\n"
         "        except OSError:\n            pass\n"
         "def get():\n    for d in PLACES:\n        try:\n            return int(open(os.path.join(d, 'zq34')).read())\n"
         "        except (OSError, ValueError):\n            pass\n"),
@@ -2280,12 +2282,13 @@ def test_math_final_form():
 # answers that earn 1 with the same references: the rule still reads them.
 HALF15 = "\\frac{15}{2}"
 ONE_READING = [
-    ("\\text{$$99^2+99+1$$}0", "9901"), ("1\\;8", "9"), ("1\\ 8", "9"),
-    ("1\\:8", "9"), ("\\frac{6}{{4}}", "\\frac{3}{2}"), ("\\frac{{30}}{4}", HALF15), ("204_6", "204_5"), ("7.5_{10}", HALF15),
-    ("{15 \\over 2}", HALF15), ("\\cfrac{15}{2}", HALF15), ("\\frac{22.5}{3}", HALF15), ("22.5/3", HALF15),
-    ("|-\\frac{15}{2}|", HALF15), ("15:2", HALF15), ("\\max(\\frac{15}{2}, 1)", HALF15), ("15\u00f72", HALF15),
-    ("7.5\u00b71", HALF15), ("7.5\u22c51", HALF15), ("7.5\u00d71", HALF15), ("\u2212(\u22127.5)", HALF15), ("7.5\u22120", HALF15),
-    ("x \u2248 \\frac{15}{2}", HALF15), ("x \u2261 \\frac{15}{2}", HALF15), ("-(-\\frac{15}{2})", HALF15),
+    ("\\text{$$99^2+99+1$$}0", "9901"), ("\\text{$$\\lfloor 15.5 \\rfloor$$}0", "15"), ("1\\;8", "9"), ("1\\ 8", "9"),
+    ("1\\:8", "9"), ("\\frac{6}{{4}}", "\\frac{3}{2}"), ("\\frac{{30}}{4}", HALF15), ("204_6", "204_5"),
+    ("7.5_{10}", HALF15), ("{15 \\over 2}", HALF15), ("\\cfrac{15}{2}", HALF15), ("\\frac{22.5}{3}", HALF15),
+    ("22.5/3", HALF15), ("|-\\frac{15}{2}|", HALF15), ("15:2", HALF15), ("\\max(\\frac{15}{2}, 1)", HALF15),
+    ("15\u00f72", HALF15), ("7.5\u00b71", HALF15), ("7.5\u22c51", HALF15), ("7.5\u00d71", HALF15),
+    ("\u2212(\u22127.5)", HALF15), ("7.5\u22120", HALF15), ("x \u2248 \\frac{15}{2}", HALF15),
+    ("x \u2261 \\frac{15}{2}", HALF15), ("-(-\\frac{15}{2})", HALF15),
 ]
 ONE_READING_HONEST = [
     ("9901", "9901"), ("18", "18"), ("\\frac{3}{2}", "\\frac{6}{4}"), ("1.5", "\\frac{3}{2}"), ("204_5", "204_5"),
@@ -2323,7 +2326,7 @@ def test_math500_copied_expressions_earn_almost_nothing():
     asked = [r for r in recs if re.sub(r"\s", "", r["answer"]) not in re.sub(r"\s", "", r["problem"])]
     hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
     assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
-    wraps = ["\\text{{$${}$$}}0", "\\text{{$${}$$}}{}", "\\mbox{{${}$}}{}", "\\text{{{}}}"]  # issue 34: 20/500 at f351a48
+    wraps = ["\\text{{$${}$$}}0", "\\text{{$${}$$}}{}", "\\mbox{{${}$}}{}", "\\text{{{}}}"]  # issue 34: 23/428 before
     hits = [(r["unique_id"], w) for r in asked for c in _copied(r["problem"]) for w in wraps
             if rewards.math_equal(w.format(c, r["answer"]), r["answer"])]
     assert len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 0/428
