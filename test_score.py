@@ -2233,9 +2233,9 @@ MEMORY_HOGS = {  # f returns the MB its processes held at once; each would hold 
         "    except OSError:\n        pass\n    return len(held)\n", 1500, 40),
     "detached System V segments, which RLIMIT_AS does not count": (
         "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.shmat.restype = ctypes.c_void_p\nN = {}\ndef f(x):\n"
-        "    held = 0\n    while held < N:\n        i = libc.shmget(0, 64 << 20, 0o1600)\n        if i < 0:\n"
-        "            break\n        p = libc.shmat(i, None, 0)\n        ctypes.memset(p, 1, 64 << 20)\n"
-        "        libc.shmdt(ctypes.c_void_p(p))\n        held += 64\n    return held\n", 256, 0),
+        "    held = 0\n    while held < N:\n        i = libc.shmget(0, 8 << 20, 0o1600)\n        if i < 0:\n"
+        "            break\n        p = libc.shmat(i, None, 0)\n        ctypes.memset(p, 1, 8 << 20)\n"
+        "        libc.shmdt(ctypes.c_void_p(p))\n        held += 8\n    return held\n", 256, 8),
 }
 
 
