@@ -64,12 +64,15 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
     feats = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
+        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)  # from here on, what goes wrong shows in its output
         _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a dead worker takes its programs along
         os.getppid() == worker or _exit(1)  # the worker died before the prctl
         os.setsid()
         uid = UID_BASE + os.getpid()
         if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC):
-            _limit_ipc() or _exit(_write(2, b"sandbox: cannot limit System V IPC in the job's namespace") * 0 + 1)
+            if not _limit_ipc():
+                raise OSError("sandbox: cannot limit System V IPC in the job's namespace")
             feats.append("ns")
         if pid := os.fork():
             _exit(0 if os.waitpid(pid, 0)[1] == 0 else 1)
@@ -81,7 +84,8 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             mode["uid"] and os.chown(tmp, uid, uid)
         os.chdir("/tmp" if "ro" in feats else tmp)
         _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        _no_keys() or _exit(_write(2, b"sandbox: cannot install the seccomp filter on keyrings") * 0 + 1)
+        if not _no_keys():
+            raise OSError(f"sandbox: cannot install the seccomp filter on keyrings ({os.uname().machine})")
         if mode["uid"]:
             _sys("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
             os.setgroups([])
@@ -98,8 +102,6 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             resource.setrlimit(res, lim)
         os.environ.clear()
         os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=os.getcwd(), TMPDIR=os.getcwd(), LANG="C.UTF-8")
-        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
-            os.dup2(fd, to)
         rd, w = os.dup2(rd, 1 << 10), os.dup2(w, (1 << 10) + 1)  # the tester's pipes; all else is closed
         os.closerange(3, rd)
         os.closerange(w + 1, 1 << 16)

@@ -2264,6 +2264,19 @@ def test_a_cache_of_the_references_outputs_passes_no_later_task():
     assert sum(ok[0::2]) >= 550 and sum(ok[1::2]) == 0 and left == [], (sum(ok[0::2]), sum(ok[1::2]), len(left))
 
 
+
+def test_a_guarantee_that_cannot_be_set_up_stops_every_program(tmp_path):
+    """Issue 34: a sandbox whose seccomp filter cannot be installed (here: no syscall table for this machine) runs
+    no program, and sandbox_features() raises, naming what failed."""
+    for f in ("sandbox.py", "tester.py", "jail.py"):
+        (tmp_path / f).write_text((HERE / f).read_text())
+    jail = (tmp_path / "jail.py").read_text()
+    (tmp_path / "jail.py").write_text(jail.replace("KEY_SYSCALLS.get(os.uname().machine, {})", "{}"))
+    code = ("import sandbox\nprint(sandbox.execute_many(['x = 1'], 5.0))\ntry:\n    sandbox.sandbox_features()\n"
+            "except RuntimeError as e:\n    print('refused:', e)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("[False]\nrefused:") and "cannot install the seccomp filter" in out, out
+
 MEMORY_HOGS = {  # f returns the MB its processes held at once; each would hold 1.5 GB or more without the job limit
     "three processes of 700 MB (the issue's 2.1 GB)": (
         "import os, time\nN = {}\ndef f(x):\n    r, w = os.pipe()\n    for _ in range(3):\n        if os.fork() == 0:\n"
