@@ -13,11 +13,11 @@ Departures and limitations:
   2. math-verify is lenient by design: a pair or open interval equals the list or set of its ends ((1,2) == 1,2),
      lists compare as sets (1,1,2 == 1,2,2), 50\\% equals 50 and 0.5, numbers agree to 6 decimals
      (0.333333 == \\frac{1}{3}); it misses \\frac{1}{i} == -i, \\sin 60^\\circ, 1e3, x > 3 against (3, \\infty).
-  3. Final form (final_form.py, as PRM800K's grader): an integer reference needs an integer answer; fractions and
-     roots are simplified if the reference's are; an answer with more operations than the reference (99^2+99+1
-     for 9901) or a relation for a value (0 < p < 15 for 15) earns 0; `x = 3` equals 3. Time limits (5 s a step) use
-     signal.alarm: threads other than the main one run without. Answers over MAX_ANSWER characters or with
-     unbalanced braces equal nothing. Agreement with hand labels: test_score.py.
+  3. Final form (final_form.py, as PRM800K's grader), read on the whole string math-verify grades: `$`, text-mode
+     math, spacing in a number, unknown commands or non-ASCII, more operations than the reference (99^2+99+1 for
+     9901, \\frac{6}{{4}} for 3/2), an unsimplified fraction or root for a simplified one, a non-integer for an
+     integer, a relation for a value (0 < p < 15 for 15), another base (204_6 for 204_5) earn 0; `x = 3` equals 3.
+     Time limits (5 s, signal.alarm): main thread only. Answers over MAX_ANSWER characters or unbalanced equal nothing.
   4. Code tests run in a process of their own (sandbox.py, tester.py) and get, of the program's names, only
      HumanEval's entry point (the prompt's helpers run again beside them) or those MBPP's asserts use that are not
      builtins (or are reference functions: MBPP/126's sum); every call crosses as plain data, so an object equal to

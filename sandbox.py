@@ -4,43 +4,43 @@ A job is a program (str parts, each compiled and exec'd on its own, so a complet
 swallow the tests) and tests. A fork-server worker (`python -I -S sandbox.py --worker`, a pool per caller process)
 runs the program in a child forked by its program server (forked before any job: it never holds a test), and the
 tests in a child of its own; each call the tests make to the program crosses between them as plain data
-(tester.py, docs/sandbox.md). The program gets:
-  - its own session and, where the kernel allows, new mount, PID and network namespaces: no network; a 32 MB
-    tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; as PID 1, all it starts dies too;
+(tester.py, docs/sandbox.md). A job shares nothing with the next. The program gets:
+  - its own session and, where the kernel allows, new mount, PID, network and IPC namespaces: no network (nor
+    abstract Unix sockets); a 32 MB tmpfs on /tmp, /var/tmp and /dev/shm as cwd and HOME, all else read-only; its
+    own System V and POSIX IPC, capped (jail.IPC_LIMITS); as PID 1, all it starts dies too, and all it made with it;
   - as root, a fresh uid (UID_BASE + pid) keeping only CAP_DAC_READ_SEARCH (the interpreter may live under
     /root): RLIMIT_NPROC counts only its own processes and it can signal or write nothing of root's;
-  - RLIMIT_CPU/AS (1 GiB)/NPROC/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin
-    /dev/null, stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its
-    process group is killed). Proof of success: the tests' process, not the program's, writes the caller's nonce
-    (which never reaches the program's process) after the tests passed and the program announced, with its own
-    nonce, that its last part returned. The worker and the tests' process are not dumpable: a program without
-    capabilities cannot read their memory. An expected result stays in the caller.
+  - a memory limit per job: at most NPROC tasks (processes and threads), each of RLIMIT_AS MEM_LIMIT / NPROC,
+    and NOFILE files each (memfds and pipes hold memory RLIMIT_AS does not count; RLIMIT_FSIZE caps a file);
+  - a seccomp filter: no kernel keyrings (a key outlives its job and is readable by permission bits, not uid);
+  - RLIMIT_CPU/FSIZE, no core files, no_new_privs, env PATH/HOME/TMPDIR/LANG only, stdin /dev/null,
+    stdout+stderr in a memfd capped at OUT_CAP (reaching it fails), a wall-clock limit (then its process group
+    is killed). If the IPC limits or the filter cannot be set up, no program runs: each fails with "sandbox:
+    cannot ..." in its output, and sandbox_features() raises. Proof of success: the tests' process, not the
+    program's, writes the caller's nonce (which never reaches the program's process) after the tests passed and
+    the program announced, with its own nonce, that its last part returned. The worker and the tests' process are
+    not dumpable: a program without capabilities cannot read their memory. An expected result stays in the caller.
 Not protected against (see docs/sandbox.md): 1. A determined program on the same kernel reads any file it may (the
-dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end).
-Without namespaces (non-root with unprivileged user namespaces off; containers without CAP_SYS_ADMIN) it has the
-network, writes wherever its uid may, and processes leaving its group survive it (`sandbox_features()` says what
-holds). 2. Not root, RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound; as
-root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
+dataset's, if readable) and, in its own process, its own nonce (so a program without tests can forge its end);
+what it reads warms the page cache, which a later one can time. Without namespaces (non-root with unprivileged
+user namespaces off; containers without CAP_SYS_ADMIN) it has the network and the host's IPC, writes wherever its
+uid may, and processes leaving its group survive it (`sandbox_features()` says what holds). 2. Not root,
+RLIMIT_NPROC counts all the user's processes: their count + NPROC_EXTRA, a fork-bomb bound, but no memory bound
+per job; as root without CAP_SETUID/SETGID/DAC_READ_SEARCH the program stays root. 3. The pool is not thread-safe.
 Benchmark: python sandbox.py --bench [--data ../shared/realdata]
 """
-import argparse, builtins, ctypes, gzip, json, math, os, re, resource, secrets, select  # noqa: E401 (stdlib only)
-import signal, socket, struct, subprocess, sys, tempfile, time, traceback  # noqa: E401
+import argparse, builtins, gzip, json, math, os, re, resource, secrets, select, signal  # noqa: E401 (stdlib only)
+import socket, subprocess, sys, tempfile, time, traceback  # noqa: E401
 sys.path[:0] = [] if __name__ != "__main__" else [os.path.dirname(os.path.abspath(__file__))]  # python -I (worker)
 import tester  # noqa: E402
+from jail import (_capset, _isolate_fs, _limit_ipc, _no_keys, _sys, CAP_DAC_READ_SEARCH, CLONE_NEWIPC,  # noqa: E402
+                  CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE,
+                  PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG)
 
 DEFAULT_TIMEOUT, MAX_PROGRAM = 3.0, 1 << 20  # seconds per program (as HumanEval's harness); characters
 OUT_CAP = 1 << 20  # bytes of output (and of any file) a program may write; reaching it fails the program
-MEM_LIMIT, NPROC_EXTRA, UID_BASE = 1 << 30, 32, 2_000_000_000  # RLIMIT_AS; processes and threads a program may add
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 36, 38
-CAP_DAC_READ_SEARCH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _sys(name, *args):
-    """Call a libc function with C long arguments (variadic ones such as syscall() need them); True on 0."""
-    return getattr(_libc, name)(*[a if isinstance(a, (bytes, type(None))) else ctypes.c_long(a) for a in args]) == 0
+MEM_LIMIT, NPROC, NOFILE, UID_BASE = 1 << 30, 4, 64, 2_000_000_000  # a job's memory: NPROC tasks of MEM_LIMIT/NPROC
+NPROC_EXTRA = 32  # not root: tasks a program may add to all of its user's (no bound per job: sandbox.py, 2.)
 
 
 def _quietly(f, *args):
@@ -49,23 +49,6 @@ def _quietly(f, *args):
         return f(*args)
     except OSError:
         return None
-
-
-def _capset(caps):
-    """Keep exactly the capabilities in bitmask `caps`, effective and permitted."""
-    return _sys("capset", struct.pack("II", 0x20080522, 0), struct.pack("6I", caps, caps, 0, 0, 0, 0))
-
-
-def _isolate_fs():
-    """In a new mount namespace: a 32 MB tmpfs on /tmp, /var/tmp, /dev/shm; the rest read-only. True if all held."""
-    if not (_sys("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)  # keep our mounts out of the host's
-            and _sys("mount", b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=32m,mode=1777")):
-        return False
-    dirs = [b"/tmp"] + [d for d in (b"/var/tmp", b"/dev/shm") if os.path.isdir(d)]
-    ok = all([_sys("mount", b"/tmp", d, None, MS_BIND, None) for d in dirs[1:]])
-    ro, rw = struct.pack("4Q", 1, 0, 0, 0), struct.pack("4Q", 0, 1, 0, 0)  # struct mount_attr, RDONLY = 1
-    ok = ok and _sys("syscall", 442, -100, b"/", 0x8000, ro, 32)  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE)
-    return all([_sys("syscall", 442, -100, d, 0, rw, 32) for d in dirs]) and ok
 
 
 def _count_tasks():
@@ -81,11 +64,15 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
     feats = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker's reaper would steal the grandchild's status
+        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
+            os.dup2(fd, to)  # from here on, what goes wrong shows in its output
         _sys("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # a dead worker takes its programs along
         os.getppid() == worker or _exit(1)  # the worker died before the prctl
         os.setsid()
         uid = UID_BASE + os.getpid()
-        if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET):
+        if mode["ns"] and _sys("unshare", CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC):
+            if not _limit_ipc():
+                raise OSError("sandbox: cannot limit System V IPC in the job's namespace")
             feats.append("ns")
         if pid := os.fork():
             _exit(0 if os.waitpid(pid, 0)[1] == 0 else 1)
@@ -97,6 +84,8 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             mode["uid"] and os.chown(tmp, uid, uid)
         os.chdir("/tmp" if "ro" in feats else tmp)
         _sys("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if not _no_keys():
+            raise OSError(f"sandbox: cannot install the seccomp filter on keyrings ({os.uname().machine})")
         if mode["uid"]:
             _sys("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
             os.setgroups([])
@@ -106,18 +95,17 @@ def _child(job, nonce, timeout, tmp, out, rd, w, mode, worker):
             feats.append("uid")
         elif mode["ns"] and not _capset(0):  # root of a user namespace could unmount all the above
             _exit(1)
-        nproc, cpu = NPROC_EXTRA + (1 if mode["uid"] else _count_tasks()), math.ceil(timeout) + 1
-        for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT,) * 2),
+        nproc, cpu = NPROC if mode["uid"] else NPROC_EXTRA + _count_tasks(), math.ceil(timeout) + 1
+        for res, lim in ((resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_AS, (MEM_LIMIT // NPROC,) * 2),
                          (resource.RLIMIT_NPROC, (nproc,) * 2), (resource.RLIMIT_FSIZE, (OUT_CAP,) * 2),
                          (resource.RLIMIT_CORE, (0, 0))):
             resource.setrlimit(res, lim)
         os.environ.clear()
         os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=os.getcwd(), TMPDIR=os.getcwd(), LANG="C.UTF-8")
-        for fd, to in ((os.open(os.devnull, os.O_RDONLY), 0), (out, 1), (out, 2)):
-            os.dup2(fd, to)
         rd, w = os.dup2(rd, 1 << 10), os.dup2(w, (1 << 10) + 1)  # the tester's pipes; all else is closed
         os.closerange(3, rd)
         os.closerange(w + 1, 1 << 16)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE,) * 2)  # (after the dup2 above) memfds, pipes: off RLIMIT_AS
         me, ns = _getpid(), {"__name__": "__main__", "__builtins__": builtins}
         for i, src in enumerate(job["parts"]):
             _exec(_compile(src, f"<part{i}>", "exec"), ns)
@@ -323,8 +311,12 @@ def execute(program, timeout=DEFAULT_TIMEOUT):
 
 
 def sandbox_features():
-    """The isolation programs get here: a subset of ["ns", "ro", "uid"] (see run_sandboxed)."""
-    return run_sandboxed(["pass"], 5.0, 1)[0]["features"]
+    """The isolation programs get here: a subset of ["ns", "ro", "uid"] (see run_sandboxed). Raises RuntimeError if
+    programs cannot run at all: a guarantee could not be set up (the IPC limits, the seccomp filter)."""
+    res = run_sandboxed(["pass"], 5.0, 1)[0]
+    if not res["ok"] and "sandbox: cannot" in res["out"]:
+        raise RuntimeError(res["out"])
+    return res["features"]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:

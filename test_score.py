@@ -11,6 +11,7 @@ reference only. Tests that need ../shared (the GPT-2 BPE files, real data sets) 
 is absent, as on a user's clone.
 """
 import ast
+import ctypes
 import json
 import os
 import re
@@ -2119,6 +2120,186 @@ def test_fresh_exploits_score_zero():
     assert [r["out"][-200:] for r in rewards.run_sandboxed(honest, timeout=5.0, workers=2) if not r["ok"]] == []
 
 
+# Issue 34: jobs share nothing. Each channel below is a cache a program could keep in a kernel object that outlives
+# it (put) and a later program could read (get). Real ctypes calls; CHANNEL_KEY names every object.
+CHANNEL_KEY = 0x5C0E34
+CHANNEL_LIBC = ("import ctypes, os, re, socket, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                "libc.shmat.restype = libc.syscall.restype = ctypes.c_long\nK = %d\n" % CHANNEL_KEY)
+CHANNELS = {
+    "System V shared memory (shmget/shmat, mode 0666)": (
+        "def put(v):\n    p = libc.shmat(libc.shmget(K, 4096, 0o1666), None, 0)\n"
+        "    ctypes.c_long.from_address(p).value = v\n"
+        "def get():\n    i = libc.shmget(K, 0, 0)\n    p = libc.shmat(i, None, 0) if i >= 0 else -1\n"
+        "    return None if p == -1 else ctypes.c_long.from_address(p).value\n"),
+    "System V message queue (msgget/msgsnd)": (
+        "class M(ctypes.Structure):\n    _fields_ = [('t', ctypes.c_long), ('v', ctypes.c_long)]\n"
+        "def put(v):\n    libc.msgsnd(libc.msgget(K, 0o1666), ctypes.byref(M(1, v)), 8, 0o4000)\n"
+        "def get():\n    q, m = libc.msgget(K, 0), M()\n"
+        "    return m.v if q >= 0 and libc.msgrcv(q, ctypes.byref(m), 8, 0, 0o4000) == 8 else None\n"),
+    "System V semaphore value (semget/semctl SETVAL)": (
+        "def put(v):\n    libc.semctl(libc.semget(K, 1, 0o1666), 0, 16, v)\n"
+        "def get():\n    s = libc.semget(K, 1, 0)\n    return libc.semctl(s, 0, 12) if s >= 0 else None\n"),
+    "POSIX message queue (mq_open)": (
+        "def put(v):\n    os.umask(0)\n    libc.mq_send(libc.mq_open(b'/zq34', 0o102, 0o666, None), b'%d' % v, 2, 0)\n"
+        "def get():\n    q, b = libc.mq_open(b'/zq34', 0o4000), ctypes.create_string_buffer(1 << 16)\n"
+        "    n = libc.mq_receive(q, b, 1 << 16, None) if q >= 0 else -1\n"
+        "    return int(b.raw[:n]) if n > 0 else None\n"),
+    "kernel keyring (add_key, readable by all, listed in /proc/keys)": (
+        "NR = {'x86_64': (248, 250), 'aarch64': (217, 219)}[os.uname().machine]\n"
+        "def put(v):\n    k = libc.syscall(NR[0], b'user', b'zq34-%d' % v, b'x', 1, ctypes.c_long(-4))\n"
+        "    libc.syscall(NR[1], 5, ctypes.c_long(k), ctypes.c_long(0x3f3f3f3f))\n"
+        "def get():\n    m = re.search(r'zq34-(\\d+)', open('/proc/keys').read())\n    return m and int(m[1])\n"),
+    "daemon serving answers on an abstract Unix socket": (
+        "def put(v):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
+        "            s = socket.socket(socket.AF_UNIX)\n            s.bind(b'\\0zq34')\n            s.listen()\n"
+        "            while True:\n                s.accept()[0].send(b'%d' % v)\n        os._exit(0)\n"
+        "    os.wait()\n    time.sleep(0.3)\n"
+        "def get():\n    try:\n        s = socket.socket(socket.AF_UNIX)\n        s.connect(b'\\0zq34')\n"
+        "        return int(s.recv(20))\n    except OSError:\n        return None\n"),
+    "files in every writable place (/dev/shm, /var/tmp, /run/lock, ~, cwd)": (
+        "PLACES = ['/dev/shm', '/var/tmp', '/tmp', '/run', '/run/lock', '/var/lock', os.path.expanduser('~'), '.']\n"
+        "def put(v):\n    for d in PLACES:\n        try:\n"
+        "            open(os.path.join(d, 'zq34'), 'w').write('%d' % v)\n"
+        "        except OSError:\n            pass\n"
+        "def get():\n    for d in PLACES:\n        try:\n            return int(open(os.path.join(d, 'zq34')).read())\n"
+        "        except (OSError, ValueError):\n            pass\n"),
+}
+CACHE_TESTS = "assert f(1) == 10"  # the hidden answer: f(x) = 7x + 3
+
+
+def _channel_jobs(channel):
+    """An honest program that caches its answer, a later one that only reads the cache, and (the control) one job
+    that does both: the channel works within a job."""
+    code = CHANNEL_LIBC + CHANNELS[channel]
+    return [_job(code + "def f(x):\n    put(7 * x + 3)\n    return 7 * x + 3", CACHE_TESTS),
+            _job(code + "def f(x):\n    return get()", CACHE_TESTS),
+            _job(code + "def f(x):\n    put(7 * x + 3)\n    return get()", CACHE_TESTS)]
+
+
+def _host_residue():
+    """Kernel objects named by CHANNEL_KEY on the host: System V IPC (ipcs' /proc files), keys, message queues."""
+    ipc = [line for n in ("shm", "msg", "sem") for line in Path(f"/proc/sysvipc/{n}").read_text().splitlines()[1:]
+           if int(line.split()[0]) == CHANNEL_KEY]
+    mq = ctypes.CDLL(None).mq_open(b"/zq34", 0)  # O_RDONLY: it exists
+    return ipc + [k for k in Path("/proc/keys").read_text().splitlines() if "zq34" in k] + (
+        ["POSIX message queue /zq34"] if mq >= 0 and not os.close(mq) else [])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux kernel objects")
+def test_a_job_shares_nothing_with_the_next():
+    """Issue 34: a program that caches its outputs in a kernel object lets no later program pass (one worker: the
+    reader runs just after the writer, on the same worker), and nothing it made is left on the host."""
+    if "ns" not in rewards.sandbox_features():
+        pytest.skip("no namespaces here: System V IPC and the network are the host's (docs/sandbox.md)")
+    assert _host_residue() == [], "left over from an earlier run: remove it first"
+    chans = list(CHANNELS)
+    res = rewards.run_sandboxed([j for c in chans for j in _channel_jobs(c)], timeout=5.0, workers=1)
+    verdicts = {c: [r["ok"] for r in res[3 * i:3 * i + 3]] for i, c in enumerate(chans)}
+    keyring = chans[4]  # the seccomp filter refuses keyrings even within one job
+    assert {c: v for c, v in verdicts.items() if v != [True, False, c != keyring]} == {}, verdicts
+    assert _host_residue() == []
+    # the control on the host (no sandbox): the same System V code does carry the answer from one process to the next
+    code = CHANNEL_LIBC + CHANNELS[chans[0]]
+    try:
+        subprocess.run([sys.executable, "-c", code + "put(10)"], check=True, timeout=30)
+        got = subprocess.run([sys.executable, "-c", code + "print(get())"], capture_output=True, text=True, timeout=30)
+        assert got.stdout.strip() == "10"
+    finally:
+        shmid = [int(x.split()[1]) for x in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+                 if int(x.split()[0]) == CHANNEL_KEY]
+        for i in shmid:
+            ctypes.CDLL(None).shmctl(i, 0, None)  # IPC_RMID
+    assert _host_residue() == []
+
+
+# The issue's measure on the real tasks: each reference caches its outputs (keyed by their arguments) in a System V
+# segment of its task, then a program that computes nothing answers from that cache.
+CACHE_LIB = ("import ast as _ast, ctypes as _c\n_libc = _c.CDLL(None)\n_libc.shmat.restype = _c.c_long\n"
+             "def _seg(create):\n    i = _libc.shmget({key}, 1 << 20, 0o1666 if create else 0)\n"
+             "    return _libc.shmat(i, None, 0) if i >= 0 else -1\n"
+             "def _load():\n    p = _seg(False)\n    return _ast.literal_eval(_c.string_at(p).decode() or '{{}}') if p != -1 else {{}}\n")
+CACHE_WRITE = ("_f_{name} = {name}\ndef {name}(*a):\n    r = _f_{name}(*a)\n    d = _load()\n    d[repr(a)] = repr(r)\n"
+               "    b = repr(d).encode()[:(1 << 20) - 1]\n    p = _seg(True)\n    p == -1 or _c.memmove(p, b + b'\\0', len(b) + 1)\n"
+               "    return r\n")
+CACHE_READ = "def {name}(*a):\n    return _ast.literal_eval(_load()[repr(a)])\n"
+
+
+def _cache_jobs(tasks):
+    """(writer, reader) jobs for each HumanEval or MBPP task, each task with a System V key of its own."""
+    jobs = []
+    for i, (kind, p) in enumerate(tasks):
+        lib = CACHE_LIB.format(key=CHANNEL_KEY + 1 + i)
+        if kind == "he":
+            w = "\n".join([p["canonical_solution"], lib, CACHE_WRITE.format(name=p["entry_point"])])
+            r = "\n".join(["    pass", lib, CACHE_READ.format(name=p["entry_point"])])
+            jobs += [rewards.humaneval_program(p, w), rewards.humaneval_program(p, r)]
+        else:
+            names = [n for n in rewards.mbpp_program(p, p["code"])["share"] if re.search(rf"^def {n}\b", p["code"], re.M)]
+            w = "\n".join([p["code"], lib] + [CACHE_WRITE.format(name=n) for n in names])
+            jobs += [rewards.mbpp_program(p, w), rewards.mbpp_program(p, "\n".join([lib] + [CACHE_READ.format(name=n)
+                                                                                             for n in names]))]
+    return jobs
+
+
+@real
+def test_a_cache_of_the_references_outputs_passes_no_later_task():
+    """Issue 34: at f351a48 this reader, which computes nothing, passed 485 of 591 HumanEval+MBPP tasks once the
+    references had run (the issue's cache: 569); with a job's own IPC namespace it passes none, and no segment stays
+    on the host. The writers (the references, caching) pass but for a few slow recursive ones."""
+    if "ns" not in rewards.sandbox_features():
+        pytest.skip("no namespaces here: System V IPC is the host's (docs/sandbox.md)")
+    tasks = [("he", p) for p in data_real.load_humaneval(REAL / "humaneval" / "HumanEval.jsonl.gz")]
+    tasks += [("mbpp", p) for p in data_real.load_mbpp(REAL / "mbpp" / "sanitized-mbpp.json")]
+    ok = rewards.execute_many(_cache_jobs(tasks), timeout=10.0, workers=2)
+    keys = range(CHANNEL_KEY + 1, CHANNEL_KEY + 1 + len(tasks))
+    left = [x for x in Path("/proc/sysvipc/shm").read_text().splitlines()[1:] if int(x.split()[0]) in keys]
+    assert sum(ok[0::2]) >= 550 and sum(ok[1::2]) == 0 and left == [], (sum(ok[0::2]), sum(ok[1::2]), len(left))
+
+
+
+def test_a_guarantee_that_cannot_be_set_up_stops_every_program(tmp_path):
+    """Issue 34: a sandbox whose seccomp filter cannot be installed (here: no syscall table for this machine) runs
+    no program, and sandbox_features() raises, naming what failed."""
+    for f in ("sandbox.py", "tester.py", "jail.py"):
+        (tmp_path / f).write_text((HERE / f).read_text())
+    jail = (tmp_path / "jail.py").read_text()
+    (tmp_path / "jail.py").write_text(jail.replace("KEY_SYSCALLS.get(os.uname().machine, {})", "{}"))
+    code = ("import sandbox\nprint(sandbox.execute_many(['x = 1'], 5.0))\ntry:\n    sandbox.sandbox_features()\n"
+            "except RuntimeError as e:\n    print('refused:', e)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("[False]\nrefused:") and "cannot install the seccomp filter" in out, out
+
+MEMORY_HOGS = {  # f returns the MB its processes held at once; each would hold 1.5 GB or more without the job limit
+    "three processes of 700 MB (the issue's 2.1 GB)": (
+        "import os, time\nN = {}\ndef f(x):\n    r, w = os.pipe()\n    for _ in range(3):\n        if os.fork() == 0:\n"
+        "            try:\n                b = b'1' * (N << 20)\n                os.write(w, b'1')\n"
+        "                time.sleep(1)\n            finally:\n                os._exit(0)\n"
+        "    for _ in range(3):\n        os.wait()\n    os.set_blocking(r, False)\n"
+        "    try:\n        return len(os.read(r, 8)) * N\n    except BlockingIOError:\n        return 0\n", 700, 100),
+    "memfds, which RLIMIT_AS does not count": (
+        "import os\nN = {}\ndef f(x):\n    held = []\n    try:\n        while len(held) < N:\n"
+        "            held.append(os.memfd_create('m'))\n            os.write(held[-1], b'1' * (1 << 20))\n"
+        "    except OSError:\n        pass\n    return len(held)\n", 1500, 40),
+    "detached System V segments, which RLIMIT_AS does not count": (
+        "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.shmat.restype = ctypes.c_void_p\nN = {}\ndef f(x):\n"
+        "    held = 0\n    while held < N:\n        i = libc.shmget(0, 8 << 20, 0o1600)\n        if i < 0:\n"
+        "            break\n        p = libc.shmat(i, None, 0)\n        ctypes.memset(p, 1, 8 << 20)\n"
+        "        libc.shmdt(ctypes.c_void_p(p))\n        held += 8\n    return held\n", 256, 8),
+}
+
+
+def test_a_job_holds_at_most_its_memory_limit():
+    """Issue 34: the memory limit is per job (NPROC tasks of MEM_LIMIT / NPROC, NOFILE memfds of OUT_CAP, 16 MiB of
+    System V memory), not per process. The controls hold a little, as the same program asking for less."""
+    if "uid" not in rewards.sandbox_features():
+        pytest.skip("without a uid of its own RLIMIT_NPROC counts the user's processes: no bound per job")
+    hogs = [_job(code.format(big), f"assert f(1) >= {big}") for code, big, _ in MEMORY_HOGS.values()]
+    small = [_job(code.format(little), f"assert f(1) >= {little}") for code, _, little in MEMORY_HOGS.values()]
+    res = rewards.run_sandboxed(hogs + small, timeout=10.0, workers=1)
+    assert [n for n, r in zip(MEMORY_HOGS, res) if r["ok"]] == []
+    assert [r["out"][-300:] for r in res[len(hogs):] if not r["ok"]] == []
+
+
 # The final-form rule (rewards.py departure 3, final_form.py): (answer, reference, verdict). Unevaluated or
 # unsimplified forms may go either way; these rows say which way the rule chose.
 FINAL_FORM = [
@@ -2146,6 +2327,38 @@ def test_math_final_form():
     assert len(decided) == 4 and sum(rewards.math_equal(p, r) == e for p, r, e, _ in rest) >= len(rest) - 11
 
 
+# Issue 34: answers the final-form rule read one way and math-verify another (each scored 1 at f351a48), and
+# answers that earn 1 with the same references: the rule still reads them.
+HALF15 = "\\frac{15}{2}"
+ONE_READING = [
+    ("\\text{$$99^2+99+1$$}0", "9901"), ("\\text{$$\\lfloor 15.5 \\rfloor$$}0", "15"), ("1\\;8", "9"), ("1\\ 8", "9"),
+    ("1\\:8", "9"), ("\\frac{6}{{4}}", "\\frac{3}{2}"), ("\\frac{{30}}{4}", HALF15), ("204_6", "204_5"),
+    ("7.5_{10}", HALF15), ("{15 \\over 2}", HALF15), ("\\cfrac{15}{2}", HALF15), ("\\frac{22.5}{3}", HALF15),
+    ("22.5/3", HALF15), ("|-\\frac{15}{2}|", HALF15), ("15:2", HALF15), ("\\max(\\frac{15}{2}, 1)", HALF15),
+    ("15\u00f72", HALF15), ("7.5\u00b71", HALF15), ("7.5\u22c51", HALF15), ("7.5\u00d71", HALF15),
+    ("\u2212(\u22127.5)", HALF15), ("7.5\u22120", HALF15), ("x \u2248 \\frac{15}{2}", HALF15),
+    ("x \u2261 \\frac{15}{2}", HALF15), ("-(-\\frac{15}{2})", HALF15),
+]
+ONE_READING_HONEST = [
+    ("9901", "9901"), ("18", "18"), ("\\frac{3}{2}", "\\frac{6}{4}"), ("1.5", "\\frac{3}{2}"), ("204_5", "204_5"),
+    ("204_{5}", "204_5"), ("7.5", HALF15), ("15/2", HALF15), ("\\tfrac{15}{2}", HALF15), ("7\\frac{1}{2}", HALF15),
+    ("x = \\frac{15}{2}", HALF15), ("\\dfrac{15}{\\,2\\,}", HALF15), ("10,\\!000", "10000"), ("1\\,000", "1000"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}2"), ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"), ("(x-1)(x+1)", "x^2-1"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
+    ("\\text{(C)}", "\\text{(C)}"), ("5.4 \\text{ cents}", "5.4"), ("\\mathbb{R}", "\\mathbb{R}"),
+]
+
+
+def test_math_final_form_reads_what_math_verify_grades():
+    """Issue 34: the rule refuses what it cannot read and counts what math-verify would compute."""
+    import final_form
+    assert [p for p in ONE_READING if rewards.math_equal(*p)] == []
+    assert [p for p in ONE_READING_HONEST if not rewards.math_equal(*p)] == []
+    assert rewards.math_reward("So \\boxed{\\text{$$99^2+99+1$$}0}.", "9901") == 0.0  # the issue's example, whole
+    assert final_form.unreadable("1\\;8") == {"1 "} and final_form.unreadable("\\frac{1}{2}") == set()
+    assert final_form.operations("\\frac{6}{{4}}") == 1 and final_form.operations("-(-7)") == 1
+
+
 def _copied(problem):
     """Expressions a policy could copy from a statement: each math segment, and each side of a relation in it."""
     segs = re.findall(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)", problem, re.S)
@@ -2162,6 +2375,10 @@ def test_math500_copied_expressions_earn_almost_nothing():
     asked = [r for r in recs if re.sub(r"\s", "", r["answer"]) not in re.sub(r"\s", "", r["problem"])]
     hits = [(r["unique_id"], c) for r in asked for c in _copied(r["problem"]) if rewards.math_equal(c, r["answer"])]
     assert len(asked) > 400 and len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 3/428 (0.7%)
+    wraps = ["\\text{{$${}$$}}0", "\\text{{$${}$$}}{}", "\\mbox{{${}$}}{}", "\\text{{{}}}"]  # issue 34: 23/428 before
+    hits = [(r["unique_id"], w) for r in asked for c in _copied(r["problem"]) for w in wraps
+            if rewards.math_equal(w.format(c, r["answer"]), r["answer"])]
+    assert len({i for i, _ in hits}) <= 0.01 * len(asked), hits  # 0/428
     assert len(_copied("Find $99^2+99+1$ and \\[x = \\dbinom{31}{28}\\]")) == 4  # the copier copies
 
 
