@@ -161,7 +161,8 @@ def load_model(path, dtype="fp32", with_hash=False, task=None):
     identifies the weights as stored. task: a checkpoint that records another task (e.g. another toy_math regime,
     same characters) is refused."""
     if os.path.isdir(path):
-        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))
+        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))  # HFTokenizer
+        # reads tokenizer.json, and names the command that writes one from vocab.json + merges.txt
         ours = os.path.join(path, "tokenizer_description.json")  # hf.py's export of a model with our tokenizer
         model = GPT.from_pretrained(path)
         if not has_tok and model.config.rope and not os.path.isfile(ours):  # GPT-2's ids would be garbage, silently
