@@ -2542,3 +2542,17 @@ def test_real_checkpoint_greedy_y1_and_one_rl_step(smollm2):
                                      ref_lp)
     assert torch.isfinite(kl1).all() and torch.isfinite(kl2).all() and torch.isfinite(norm)
     assert (model.lm_head.weight - before).abs().max() > 0
+
+
+def test_from_gguf_refuses_bad_input_before_any_work(tmp_path):
+    """hf.py --from-gguf: a missing file or an --out that holds files is named at start; nothing is written."""
+    r = subprocess.run([sys.executable, "hf.py", "--from-gguf", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=HERE)
+    assert r.returncode != 0 and "none.gguf: no such file" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    r = subprocess.run([sys.executable, "hf.py", "--from-gguf", str(tmp_path / "m.gguf"), "--out", str(tmp_path / "full")],
+                       capture_output=True, text=True, cwd=HERE)
+    assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
+    assert os.listdir(tmp_path / "full") == ["keep.txt"] and not (tmp_path / "o").exists()
