@@ -1563,6 +1563,20 @@ def test_baselines_and_report_end_to_end(tmp_path):
     assert rows["base"]["fix_rate_fixed"] == again["fix_rate"] == own["fix_rate"]
     assert rows["base"]["acc_t1"] == own["acc_t1"] and rows["base"]["edit_ratios"] == own["edit_ratios"]
 
+def test_train_small_plot_draws_the_table_and_the_rewards(tmp_path):
+    """report.py --plot: train_small.sh's picture from results.json and metrics.jsonl (a PNG; needs matplotlib)."""
+    pytest.importorskip("matplotlib")
+    rows = [dict(model=m, acc_t1=0.5, acc_t2=t2, delta=t2 - 0.5, delta_i_to_c=0.3, delta_c_to_i=0.01, changed=0.4,
+                 edit_ratio=0.1, n=10, edit_ratios=[0.0]) for m, t2 in (("base", 0.5), ("stage1", 0.8), ("score", 0.9))]
+    (tmp_path / "results.json").write_text(json.dumps(rows))
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(dict(name=n, step=s, r1=0.1, r2=0.1 + s / 100))
+                                                      for n in ("base", "stage1", "score") for s in range(1, 21)))
+    r = subprocess.run([sys.executable, "report.py", "--plot", str(tmp_path)], cwd=HERE, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"wrote {tmp_path}/train_small.png", r.stderr
+    assert (tmp_path / "train_small.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_report_verdicts_have_a_margin_and_read_back_from_the_markdown(tmp_path, capsys):
     import report
     # a difference counts only beyond the two sds together; with ge, a >= b also holds at equality
