@@ -4,6 +4,9 @@ report.py: results tables, mean ± sd over seeds, from the results.json files th
   python report.py out_seed0 out_seed1 out_seed2
       train_small.sh's table: one Markdown row per evaluated model (base, stage1, score): acc@t1, acc@t2, Δ, Δi→c,
       Δc→i, the rate at which y2's answer differs from y1's, in points (sample sd over seeds, n-1), the per-seed Δs.
+  python report.py --plot out_small
+      train_small.sh's picture, out_small/train_small.png (with matplotlib): acc@t1 and acc@t2 on the test set for base,
+      Stage I and SCoRe, beside the sampled rewards r1, r2 over the RL steps (Stage I, then Stage II).
   python report.py --repro out_repro out_repro/seed0 out_repro/seed1 out_repro/seed2
       reproduce.sh's report, out_repro/REPORT.md: the methods beside the paper's MATH numbers (Tables 2 and 4), F1-F7
       with each verdict's rule, plots (with matplotlib): Fig. 6 curves, Fig. 4 edit ratios, Fig. 5 shift, section 6.3.
@@ -175,6 +178,37 @@ def plots(out_dir, runs, T, curves, scal):
     return list(figs)
 
 
+def small_plot(d):
+    """train_small.sh's picture: the test table as bars (left), the training rewards over the RL steps (right)."""
+    import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")
+    res, rows = load([d])[0], [json.loads(line) for line in pathlib.Path(d, "metrics.jsonl").read_text().splitlines()]
+    models = [m for m in ("base", "stage1", "score") if m in res]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), layout="tight", gridspec_kw={"width_ratios": [2, 3]})
+    for j, (key, color) in enumerate((("acc_t1", "tab:blue"), ("acc_t2", "tab:red"))):
+        xs, ys = [i + 0.4 * j - 0.2 for i in range(len(models))], [100 * res[m][key] for m in models]
+        ax.bar(xs, ys, 0.4, color=color, label=COLUMNS[key] + (" (first attempt)", " (after the instruction)")[j])
+        for x, y in zip(xs, ys):
+            ax.text(x, y + 1, f"{y:.0f}", ha="center", fontsize=8)
+    ax.set(xticks=range(len(models)), xticklabels=[{"stage1": "Stage I", "score": "SCoRe (Stage II)"}.get(m, m)
+           for m in models], ylim=(0, 119), ylabel="greedy accuracy, %",
+           title=f"test: {res[models[0]]['n']} held-out problems, greedy")
+    ax.legend(loc="upper center", ncols=2, fontsize=8)
+    s1 = max((r["step"] for r in rows if r["name"] == "stage1"), default=0)  # Stage II's steps follow Stage I's
+    for key, color in (("r1", "tab:blue"), ("r2", "tab:red")):
+        pts = [(r["step"] + (s1 if r["name"] == "score" else 0), 100 * r[key]) for r in rows if r["name"] in ("stage1", "score")]
+        w = 10  # a moving mean over 10 steps: one step is only 128 sampled attempts
+        bx.plot([x for x, _ in pts[w - 1:]], [statistics.mean(y for _, y in pts[i - w + 1:i + 1]) for i in range(w - 1, len(pts))],
+                color=color, label=f"{key}: y{key[1]}'s reward (mean of 10 steps)")
+    bx.axvline(s1, color="gray", ls=":", lw=1)
+    bx.text(s1 / 2, 2, "Stage I (Eq. 3)", ha="center", color="gray")
+    bx.text(s1 * 1.5, 2, "Stage II (Eq. 4)", ha="center", color="gray")
+    bx.set(xlabel="RL step", ylabel="% of sampled attempts correct", ylim=(0, 100), title="training: sampled attempts, temperature 1")
+    bx.legend(loc="upper left", fontsize=8)
+    fig.savefig(path := os.path.join(d, "train_small.png"), dpi=80)
+    print(f"wrote {path}")
+
+
 def repro_report(out_dir, dirs):
     runs = load(dirs)
     scal = load(dirs, "scaling.json") if all(os.path.exists(os.path.join(d, "scaling.json")) for d in dirs) else []
@@ -213,9 +247,11 @@ def repro_report(out_dir, dirs):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--repro"] and len(sys.argv) > 3:
         repro_report(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["--plot"] and len(sys.argv) == 3:
+        small_plot(sys.argv[2])
     elif sys.argv[1:2] == ["--judge"] and len(sys.argv) == 3:
         judge(sys.argv[2])
-    elif sys.argv[1:] and sys.argv[1] not in ("--repro", "--judge"):
+    elif sys.argv[1:] and sys.argv[1] not in ("--repro", "--judge", "--plot"):
         small_table(sys.argv[1:])
     else:
         sys.exit(__doc__)

@@ -48,7 +48,7 @@ f'reproduce.sh: REGIME={r} is not a regime of data/toy_math.py (one of: {\", \".
 "$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q matplotlib || echo "reproduce.sh: no matplotlib, no plots"
 start=$(date +%s)
 mkdir -p "$OUT"
-exec 9>>"$OUT/reproduce.lock"  # held while this script (or a job it started) lives: one writer per OUT
+exec 9>>"$OUT/.reproduce.lock"  # held while this script (or a job it started) lives: one writer per OUT
 "$PY" runs.py 9 reproduce.sh "$OUT" "$OUT"/seed*  # refuses if another script or run writes there, before the rm
 rm -f "$OUT"/seed*/metrics.jsonl "$OUT/metrics.jsonl" "$OUT"/seed*/*.done "$OUT"/seed*/*.failed
 for s in $SEEDS; do mkdir -p "$OUT/seed$s"; done

@@ -10,10 +10,13 @@ resumed run continues only its own _last.pt (stage, task, init, ref, seed, hyper
 and metrics.jsonl keeps one row per step of each name across a resume; Stage II's inherited reference must
 have the weights Stage I was trained against (its hash is stored with every checkpoint); a second run of the same
 --out and --name (or a shell script into an --out where a run is writing) refuses at start, naming the first: it
-holds <out>/<name>.lock (fcntl.flock, dropped by the kernel when its process ends, so a killed run blocks nothing).
-Shells take theirs with `python runs.py FD OUT`, FD an open descriptor of the script's lock file.
+holds <out>/.<name>.lock (fcntl.flock, dropped by the kernel when its process ends, so a killed run blocks nothing),
+a hidden file that the run removes when it exits. Shells take theirs with `python runs.py FD SCRIPT OUT`, FD an open
+descriptor of the script's lock file <out>/.<script>.lock, which stays (hidden): the one file a finished run leaves
+beside its checkpoints, metrics, results and plots.
 """
 import argparse
+import atexit
 import fcntl
 import hashlib
 import json
@@ -104,6 +107,7 @@ def load_checkpoint(path, map_location="cpu"):
 
 
 _held = {}  # this process's lock files, open for its whole life (closing one would drop its lock)
+_owner = os.getpid()  # set in one_writer: a forked child (the code sandbox's) exits without touching them
 
 
 def _lock(fd, path, what):
@@ -122,20 +126,48 @@ def _sign(fd, who):
     os.pwrite(fd, who.encode(), 0)
 
 
+def _same_file(fd, path):
+    """Is fd's file still the one at path (not removed, or replaced, by a run that ended meanwhile)?"""
+    with suppress(FileNotFoundError):
+        a, b = os.fstat(fd), os.stat(path)
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return False
+
+
 def one_writer(out, name):
-    """Make this run the only writer of <out>/<name>*, before anything is written there: <out>/<name>.lock."""
+    """Make this run the only writer of <out>/<name>*, before anything is written there: <out>/.<name>.lock, removed
+    when this process exits."""
     os.makedirs(out, exist_ok=True)
-    path = os.path.realpath(os.path.join(out, name + ".lock"))
+    path = os.path.realpath(os.path.join(out, f".{name}.lock"))
     if path in _held:  # this process's earlier run (sequential calls of main(), as in the tests)
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _lock(fd, path, f"another run writes {name} into {out}")
-    except BlockingIOError:
-        os.close(fd)
-        raise
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd, path, f"another run writes {name} into {out}")
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # its holder removed it after we opened it (see _release): lock the file now at path
     _sign(fd, f"pid {os.getpid()} ({' '.join(sys.argv)})")
-    _held[path] = fd
+    global _owner
+    _held[path], _owner = fd, os.getpid()
+
+
+@atexit.register
+def _release():
+    """Remove this process's lock files while still holding them: a run that opened one meanwhile finds it gone
+    (one_writer's _same_file) and takes a new one, so no two runs ever hold a lock on the same path."""
+    if os.getpid() != _owner:
+        return
+    for path, fd in _held.items():
+        with suppress(OSError):
+            if _same_file(fd, path):
+                os.remove(path)
+            os.close(fd)
+    _held.clear()
 
 
 def at_least(lo):
@@ -304,16 +336,19 @@ def logger(args, stage):
 
 
 if __name__ == "__main__":  # train_small.sh, reproduce.sh: python runs.py FD SCRIPT OUT [DIR...]
-    # FD: the shell's open descriptor of OUT/SCRIPT.lock; its lock outlives this process (one open file description,
+    # FD: the shell's open descriptor of OUT/.SCRIPT.lock; its lock outlives this process (one open file description,
     # the shell's). Then no lock in OUT or the DIRs may be held: no score.py or baselines.py writes there.
     fd, script, dirs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     try:
-        _lock(fd, os.path.join(dirs[0], script + ".lock"), f"another {script} writes into {dirs[0]}")
+        _lock(fd, os.path.join(dirs[0], f".{script}.lock"), f"another {script} writes into {dirs[0]}")
         _sign(fd, f"pid {os.getppid()} ({script}, OUT={dirs[0]})")
         for d in filter(os.path.isdir, dirs):
             for p in sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".lock")):
-                if os.stat(p).st_ino != os.fstat(fd).st_ino:  # not the script's own
-                    other = os.open(p, os.O_RDONLY)
+                if not _same_file(fd, p):  # not the script's own
+                    try:
+                        other = os.open(p, os.O_RDONLY)
+                    except FileNotFoundError:  # its run ended and removed it
+                        continue
                     try:
                         _lock(other, p, f"a run writes into {d}")  # free: dropped again at once
                     finally:

@@ -1542,6 +1542,20 @@ def test_baselines_and_report_end_to_end(tmp_path):
     assert rows["base"]["fix_rate_fixed"] == again["fix_rate"] == own["fix_rate"]
     assert rows["base"]["acc_t1"] == own["acc_t1"] and rows["base"]["edit_ratios"] == own["edit_ratios"]
 
+def test_train_small_plot_draws_the_table_and_the_rewards(tmp_path):
+    """report.py --plot: train_small.sh's picture from results.json and metrics.jsonl (a PNG; needs matplotlib)."""
+    pytest.importorskip("matplotlib")
+    rows = [dict(model=m, acc_t1=0.5, acc_t2=t2, delta=t2 - 0.5, delta_i_to_c=0.3, delta_c_to_i=0.01, changed=0.4,
+                 edit_ratio=0.1, n=10, edit_ratios=[0.0]) for m, t2 in (("base", 0.5), ("stage1", 0.8), ("score", 0.9))]
+    (tmp_path / "results.json").write_text(json.dumps(rows))
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(dict(name=n, step=s, r1=0.1, r2=0.1 + s / 100))
+                                                      for n in ("base", "stage1", "score") for s in range(1, 21)))
+    r = subprocess.run([sys.executable, "report.py", "--plot", str(tmp_path)], cwd=HERE, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"wrote {tmp_path}/train_small.png", r.stderr
+    assert (tmp_path / "train_small.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_report_verdicts_have_a_margin_and_read_back_from_the_markdown(tmp_path, capsys):
     import report
     # a difference counts only beyond the two sds together; with ge, a >= b also holds at equality
@@ -1891,7 +1905,7 @@ def test_export_refuses_bad_input_and_leaves_nothing_partial(tmp_path, monkeypat
     assert r.returncode == 0 and f"wrote {out} (gpt2)" in r.stdout, r.stderr
 
 
-# ---- issue 26: a run directory has one writer (runs.one_writer, <out>/<name>.lock)
+# ---- issue 26: a run directory has one writer (runs.one_writer, <out>/.<name>.lock; issue 37: hidden, removed on exit)
 
 
 def _score_cmd(out, *flags):
@@ -1907,12 +1921,12 @@ def _wait_for_lock(path, proc, timeout=60):
 
 
 def test_second_run_into_the_same_out_and_name_refuses_and_the_first_keeps_its_files(tmp_path):
-    """Two real processes: while run A (seed 0) holds base.lock, run B (seed 1, same --out and name) and
+    """Two real processes: while run A (seed 0) holds .base.lock, run B (seed 1, same --out and name) and
     `OUT=D bash train_small.sh` exit non-zero naming A, and touch nothing: A ends with its own rows, once each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     a = subprocess.Popen(_score_cmd(tmp_path, "--steps", "8", "--ckpt_every", "4"), env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_lock(tmp_path / "base.lock", a)
+    _wait_for_lock(tmp_path / ".base.lock", a)
     os.kill(a.pid, signal.SIGSTOP)  # A stays mid-run, holding its lock, for as long as the test needs
     try:
         before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
@@ -1922,11 +1936,11 @@ def test_second_run_into_the_same_out_and_name_refuses_and_the_first_keeps_its_f
         took = time.time() - t0
         sh = subprocess.run(["bash", str(HERE / "train_small.sh")], env={**env, "OUT": str(tmp_path),
                             "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
-        after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "train_small.lock"}
+        after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != ".train_small.lock"}
     finally:
         os.kill(a.pid, signal.SIGCONT)
     assert a.wait(timeout=120) == 0, a.stderr.read()
-    assert b.returncode != 0 and f"base.lock is held by pid {a.pid} " in b.stderr, b.stderr
+    assert b.returncode != 0 and f"/.base.lock is held by pid {a.pid} " in b.stderr, b.stderr
     assert "score.py --stage base" in b.stderr and "choose another --out" in b.stderr
     assert b.stderr.count("\n") == 1 and took < 60  # one line, at start (a torch import's time, not a run's)
     assert sh.returncode != 0 and f"held by pid {a.pid} " in sh.stderr and "base model" not in sh.stdout, sh.stderr
@@ -1941,6 +1955,7 @@ def test_a_killed_run_leaves_its_lock_free_and_resume_is_bit_identical(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = ("--steps", "12", "--ckpt_every", "3", "--lr", "3e-3")
     subprocess.run(_score_cmd(tmp_path / "whole", *flags), env=env, check=True, capture_output=True)
+    assert sorted(os.listdir(tmp_path / "whole")) == ["base.pt", "base_last.pt", "metrics.jsonl"]  # its lock: removed
     d = tmp_path / "killed"
     a = subprocess.Popen(_score_cmd(d, *flags, "--resume"), env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -1955,6 +1970,27 @@ def test_a_killed_run_leaves_its_lock_free_and_resume_is_bit_identical(tmp_path)
     sd = resumed.state_dict()
     assert all(torch.equal(v, sd[k]) for k, v in whole.state_dict().items())
     assert [json.loads(x)["step"] for x in open(d / "metrics.jsonl")] == list(range(1, 13))
+    assert not (d / ".base.lock").exists()  # the killed run's lock file, taken over by the resumed run and removed
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_not_held(tmp_path, monkeypatch):
+    """The run that ends removes its lock file while it still holds it (runs._release); a run that had opened that
+    file meanwhile must not hold it (two writers, one on a removed file): one_writer locks the file now at the path."""
+    import runs
+    lock, calls = runs._lock, []
+
+    def removed_by_its_ending_holder(fd, path, what):
+        calls.append(path)
+        if len(calls) == 1:
+            os.remove(path)
+        return lock(fd, path, what)
+    monkeypatch.setattr(runs, "_lock", removed_by_its_ending_holder)
+    path = os.path.realpath(tmp_path / ".x.lock")
+    try:
+        runs.one_writer(str(tmp_path), "x")
+        assert calls == [path, path] and runs._same_file(runs._held[path], path)
+    finally:
+        os.close(runs._held.pop(path))
 
 
 @pytest.mark.parametrize("rank", [0, 1])
@@ -1964,7 +2000,7 @@ def test_under_ddp_only_rank_0_takes_the_lock(rank, tmp_path):
     args = SimpleNamespace(master=rank == 0, resume=False, out=str(tmp_path / "D"), name="stage1")  # setup_ddp's
     os.makedirs(args.out)
     assert runs.resume(args, None, None, None) == 0
-    assert sorted(os.listdir(args.out)) == (["metrics.jsonl", "stage1.lock"] if rank == 0 else [])
+    assert sorted(os.listdir(args.out)) == ([".stage1.lock", "metrics.jsonl"] if rank == 0 else [])
 
 
 def test_a_checkpoint_that_cannot_be_written_names_the_file_and_the_os_error(tmp_path):

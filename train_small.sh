@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # train_small.sh: the whole SCoRe story on a toy task, from scratch, on a CPU in minutes:
 #   base model (imperfect-solver corpus) -> Stage I (Eq. 3) -> Stage II (Eq. 4) -> greedy test-set table.
-# Writes out_small/{base,stage1,score}.pt, metrics.jsonl and results.json.
+# Writes out_small/: checkpoints ({base,stage1,score}.pt, *_last.pt), metrics.jsonl, results.json, train_small.png
+# (and a hidden .train_small.lock, this script's one-writer lock).
 # Variables: SEED (default 0), OUT (default out_small), DEVICE (default: autodetect), TASK (toy_math | toy_code).
 # Installs the requirements if torch/tiktoken/tqdm/numpy/safetensors are missing.
 set -euo pipefail
@@ -21,7 +22,7 @@ if [ "$TASK" = toy_code ]; then
   ctx=(--block_size 160 --n_layer 2); s2=(--steps 50 --lr 2.5e-5 --val_start); common+=(--max_new 48)
 fi
 mkdir -p "$OUT"
-exec 9>>"$OUT/train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
+exec 9>>"$OUT/.train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
 "$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below
 start=$(date +%s)
 rm -f "$OUT/metrics.jsonl"
@@ -37,4 +38,8 @@ rl=(--batch 32 --k 4 --steps 100 --temperature 1.0)
 #   stage2 --eval_every 25  keep the Stage II step with the best validation acc@t2 (departure 3)
 "$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" "${s2[@]}" --eval_every 25 --n_val 500
 "$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
-echo "train_small.sh: done in $(( $(date +%s) - start )) s; table above, JSON in $OUT/results.json"
+# the picture: report.py --plot (matplotlib, installed here if missing; a few seconds)
+"$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q matplotlib || true
+"$PY" report.py --plot "$OUT" || echo "train_small.sh: no plot (matplotlib is missing)"
+echo "train_small.sh: done in $(( $(date +%s) - start )) s. The table: above, and $OUT/results.json" \
+  "(python report.py $OUT prints it again); the plot: $OUT/train_small.png"
