@@ -15,9 +15,9 @@ instruction p, and answers again (y2). Stages (--stage):
   single  Eq. 2 on the first attempt alone: max E[ r(y1) - beta1 KL ] (Table 4's "w/o multi-turn training").
   eval    greedy two-turn test metrics (acc@t1, acc@t2, delta, delta i->c, delta c->i, answer changed, edit
           ratio); --fixed_y1 NAME: correcting NAME's first attempts (Fig. 5); --scaling K: section 6.3's study.
-Tasks (--task): toy_math (default) and toy_code are trained from scratch by --stage base; math, gsm8k and
-mbpp (MBPP -> HumanEval) start RL from --init, an HF checkpoint directory, with the paper's prompts
-(data/real.py). The fine-tuning baselines (STaR, Pair-SFT) are baselines.py; reproduce.sh runs every method.
+Tasks (--task): toy_math (default) and toy_code are trained from scratch by --stage base; math, gsm8k, mbpp
+(MBPP -> HumanEval) and words (word problems a 135M model partly solves) start RL from --init, an HF directory,
+with the paper's prompts (data/real.py). Fine-tuning baselines (STaR, Pair-SFT): baselines.py; reproduce.sh runs all.
 
 Estimators, one each:
   - Policy gradient: REINFORCE with the leave-one-out baseline over k samples per prompt (RLOO, Ahmadian et
