@@ -2,7 +2,8 @@
 runs.py: the bookkeeping around score.py's algorithm, which a reader of the paper can skip: flag and context
 checks, checkpoint files (atomic, weights-only), loading a model (our .pt or a Hugging Face directory) with a hash
 of its weights, DDP wrapping, the non-finite step guard, --resume of <name>_last.pt (only of the same run), and
-metrics.jsonl, and the lock that gives a run directory one writer per name.
+metrics.jsonl, the eval's results.json and samples.jsonl (rows merged by model), and the lock that gives a
+run directory one writer per name.
 
 Guarantees (each tested): bad flags and a context too small for the task's prompts stop a run at start with
 the flag named; a non-finite loss or gradient skips the step with a warning and 3 in a row stop the run; a
@@ -15,16 +16,7 @@ a hidden file that the run removes when it exits. Shells take theirs with `pytho
 descriptor of the script's lock file <out>/.<script>.lock, which stays (hidden): the one file a finished run leaves
 beside its checkpoints, metrics, results and plots.
 """
-import argparse
-import atexit
-import fcntl
-import hashlib
-import json
-import os
-import re
-import sys
-import tempfile
-import time
+import argparse, atexit, fcntl, hashlib, json, os, re, sys, tempfile, time  # noqa: E401
 from contextlib import suppress
 from dataclasses import asdict
 
@@ -193,8 +185,7 @@ def load_model(path, dtype="fp32", with_hash=False, task=None):
     identifies the weights as stored. task: a checkpoint that records another task (e.g. another toy_math regime,
     same characters) is refused."""
     if os.path.isdir(path):
-        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))  # HFTokenizer
-        # reads tokenizer.json, and names the command that writes one from vocab.json + merges.txt
+        has_tok = any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.json"))  # (HFTokenizer)
         ours = os.path.join(path, "tokenizer_description.json")  # hf.py's export of a model with our tokenizer
         model = GPT.from_pretrained(path)
         if not has_tok and model.config.rope and not os.path.isfile(ours):  # GPT-2's ids would be garbage, silently
@@ -314,12 +305,11 @@ def merge_rows(path, rows):
     models already there stay, those of the same models are replaced."""
     if not rows:
         return
-    lines = path.endswith(".jsonl")
-    old = ([json.loads(x) for x in open(path)] if lines else json.load(open(path))) if os.path.exists(path) else []
+    jl = path.endswith(".jsonl")
+    old = ([json.loads(x) for x in open(path)] if jl else json.load(open(path))) if os.path.exists(path) else []
     rows = [r for r in old if r["model"] not in {x["model"] for x in rows}] + rows
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) if lines else json.dumps(rows, indent=1)
     with open(path + ".tmp", "w") as f:
-        f.write(text)
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) if jl else json.dumps(rows, indent=1))
     os.replace(path + ".tmp", path)
 
 
