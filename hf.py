@@ -228,6 +228,7 @@ def from_gguf(gguf, out_dir):
         AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(tmp)  # tokenizer.json, chat template
         Path(tmp, "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        shutil.copymode(os.path.join(tmp, "config.json"), os.path.join(tmp, "model.safetensors"))  # not 0600
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)
         os.rename(tmp, out_dir)
