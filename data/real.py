@@ -8,9 +8,9 @@
           partly solves (docs/real-model.md: chosen on validation); MATH's prompt and grader. Its split is a hash
           of the problem text (test 30%, val 10%, train 60%), so no text is in two splits.
 "val" is the 5% of the training file picked by a hash of each problem's text. Prompts are the paper's
-(Appendix C); for an instruct checkpoint the problem and the instruction are user turns in its chat format
-(tokenizer.HFTokenizer: ChatML or Llama-3), so the sequence is the chat template's [user x, assistant y1,
-user p, assistant y2]; a checkpoint without a chat format gets plain text (HumanEval: the bare function).
+(Appendix C); for an instruct checkpoint the problem and the instruction are user turns rendered by its own chat
+template (tokenizer.HFTokenizer), so the sequence is the template's [user x, assistant y1, user p, assistant y2];
+a checkpoint without a chat template gets plain text (HumanEval: the bare function).
 Departure (ours; the paper gives the wording, not the layout): the math user turn is the instruction, a blank
 line, "Problem:", the problem; MBPP's shots and question share one user turn; HumanEval's is "Complete the
 following Python function." and the prompt in a ```python fence; the program graded is the reply's last ```
