@@ -1298,8 +1298,7 @@ def test_hf_tokenizer_refuses_a_template_without_the_two_turn_layout(tmp_path):
             HFTokenizer(str(tmp_path / name))
     fast.chat_template = None
     fast.save_pretrained(tmp_path / "plain")
-    for f in ("chat_template.jinja",):
-        (tmp_path / "plain" / f).unlink(missing_ok=True)
+    (tmp_path / "plain" / "chat_template.jinja").unlink(missing_ok=True)
     plain = HFTokenizer(str(tmp_path / "plain"))
     assert plain.chat_prompt("x?") == "x?" and plain.eos_id == tk.token_to_id("<|im_end|>")
     tk, fast = train_bpe(tmp_path / "spm", "spm_bpe", vocab_size=400)  # no template: a text starts the input
@@ -2592,3 +2591,19 @@ def test_from_gguf_refuses_bad_input_before_any_work(tmp_path):
                        capture_output=True, text=True, cwd=HERE)
     assert r.returncode != 0 and "is not an empty directory" in r.stderr and "Traceback" not in r.stderr
     assert os.listdir(tmp_path / "full") == ["keep.txt"] and not (tmp_path / "o").exists()
+
+
+def test_word_problems_splits_are_disjoint_and_answers_right():
+    """--task words: no problem text in two splits, the test and val orders do not depend on the seed, and every
+    answer is the operation the text states (recomputed from the text here)."""
+    splits = {s: data_real.word_problems(s, 10 ** 6, "mixed") for s in ("train", "val", "test")}  # all operations
+    texts = {s: {r["problem"] for r in rs} for s, rs in splits.items()}
+    assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"] or texts["val"] & texts["test"])
+    assert data_real.word_problems("test", 50, seed=3) == data_real.word_problems("test", 50, seed=0)
+    assert data_real.word_problems("train", 50, seed=3) != data_real.word_problems("train", 50, seed=0)
+    for r in splits["test"] + splits["val"]:
+        a, b = map(int, re.findall(r"\d+", r["problem"])[:2])
+        op = "*" if "each box" in r["problem"] else "-" if "gives away" in r["problem"] else "+"
+        assert int(r["answer"]) == {"+": a + b, "-": a - b, "*": a * b}[op] >= 0
+    q = data_real.problems("words", "", "", "test", 1)[0]
+    assert q["grader"] == "math" and q["user"].startswith(data_real.MATH_PROMPT) and q["problem"] in q["user"]

@@ -5,9 +5,10 @@ pad_id, vocab_size, describe() (stored in checkpoints; from_description(d) rebui
   - GPT2Tokenizer(): tiktoken's "gpt2"; <|endoftext|> is end of turn and padding (masked by position, not id).
   - HFTokenizer(dir): a checkpoint's own tokenizer.json run by the `tokenizers` library, the one transformers runs,
     so it is exact by construction for any model it holds (byte-level BPE, SentencePiece-style BPE with byte
-    fallback, Unigram, ...): encode(text) is tokenizer(text, add_special_tokens=False). Chat prompts are rendered
-    from the checkpoint's own chat template with jinja2 as transformers' apply_chat_template does (a sandboxed
-    environment, trim_blocks and lstrip_blocks, the special tokens as variables).
+    fallback, Unigram, ...): encode(text) is tokenizer(text, add_special_tokens=False) (inside a chat: encode's
+    docstring). Chat prompts are rendered from the checkpoint's own chat template with jinja2 as transformers'
+    apply_chat_template does (a sandboxed environment, trim_blocks and lstrip_blocks, the special tokens as
+    variables), compiled once per tokenizer.
     The two-turn layout [user x, assistant y1, user p, assistant y2] is cut from one rendering of the
     conversation with a marker in place of y1: chat_prompt(x) is the text before it (it must equal the rendering
     of [user x] with the generation prompt), the end-of-turn token is the special token right after it (eos_id),
@@ -74,8 +75,9 @@ def _read(*parts, parse=str):  # a file's text (parsed), or None when there is n
             return parse(f.read())
 
 
-def render(template, messages, add_generation_prompt, **tokens):
-    """A chat template's text for messages, as transformers' apply_chat_template(tokenize=False) renders it."""
+def chat_template(source):
+    """A chat template compiled as transformers' apply_chat_template compiles it (a sandboxed jinja2 environment,
+    trim_blocks and lstrip_blocks, its tojson, raise_exception and strftime_now); once per tokenizer, not per prompt."""
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -85,8 +87,7 @@ def render(template, messages, add_generation_prompt, **tokens):
     env.filters["tojson"] = lambda x, ensure_ascii=False, indent=None, separators=None, sort_keys=False: json.dumps(
         x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
     env.globals.update(raise_exception=fail, strftime_now=lambda f: datetime.now().strftime(f))
-    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                            tools=None, documents=None, **tokens)
+    return env.from_string(source)
 
 
 class HFTokenizer:
@@ -107,6 +108,7 @@ class HFTokenizer:
         # the special tokens a template may use as variables (bos_token, eos_token, ...), as strings
         self.tokens = {k: v.get("content") if isinstance(v, dict) else v for k, v in cfg.items()
                        if k.endswith("_token") and isinstance(v, (str, dict))}
+        self.jinja = chat_template(self.template) if self.template else None
         self.vocab_size = self.tk.get_vocab_size(with_added_tokens=True)
         self.eos_id = self.tk.token_to_id(self.tokens.get("eos_token") or "")
         if self.template:
@@ -121,7 +123,7 @@ class HFTokenizer:
         """The rendering of [user x, assistant MARK, user `user`] with the generation prompt, cut at MARK."""
         turns = [{"role": "user", "content": x}, {"role": "assistant", "content": self.MARK},
                  {"role": "user", "content": user}]
-        head, _, tail = render(self.template, turns, True, **self.tokens).partition(self.MARK)
+        head, _, tail = self.render(turns).partition(self.MARK)
         return head, tail
 
     def _layout(self):
@@ -157,7 +159,12 @@ class HFTokenizer:
         """The text of a first user turn up to the reply: the chat template's, or the plain text without one."""
         if not self.template:
             return user
-        return render(self.template, [{"role": "user", "content": user}], True, **self.tokens)
+        return self.render([{"role": "user", "content": user}])
+
+    def render(self, messages):
+        """The template's text for messages with the generation prompt, as apply_chat_template(tokenize=False)."""
+        return self.jinja.render(messages=messages, add_generation_prompt=True, tools=None, documents=None,
+                                 **self.tokens)
 
     def chat_followup(self, user):
         """The text after an assistant turn's end-of-turn token, through the next user turn, up to the reply."""

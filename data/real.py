@@ -140,7 +140,7 @@ def word_problems(split, n, family="add", seed=0):
                         text = say[op].format(n=name, p="She" if i % 2 else "He", a=a, b=b, t=t)
                         h = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 100
                         if {"test": h < 30, "val": 30 <= h < 40, "train": h >= 40}[split]:
-                            out.append({"problem": text, "answer": str(eval(f"{a}{op}{b}"))})  # noqa: S307 (digits)
+                            out.append({"problem": text, "answer": str({"+": a + b, "-": a - b, "*": a * b}[op])})
     random.Random(seed if split == "train" else 0).shuffle(out)
     return out[:n]
 

@@ -31,7 +31,7 @@ if a.samples:
         same += tok.decode(y, skip_special_tokens=True) == r["y1"]
     print(f"greedy y1 equal to transformers' generate: {same}/{len(rows)}")
 if a.export:
-    ours, state = load_checkpoint(a.export)
+    ours, _ = load_checkpoint(a.export)
     with tempfile.TemporaryDirectory() as d:
         hf.export(a.export, os.path.join(d, "hf"))
         theirs = AutoModelForCausalLM.from_pretrained(os.path.join(d, "hf")).eval()
