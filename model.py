@@ -101,6 +101,10 @@ class CausalSelfAttention(nn.Module):
             t0 = cache.t
             cache.k[layer, :, :, t0:t0 + T], cache.v[layer, :, :, t0:t0 + T] = k, v
             k, v = cache.k[layer, :, :, :t0 + T], cache.v[layer, :, :, :t0 + T]  # 2 x (B, nkv, t0+T, hd)
+        if cache is not None and T == 1 and x.device.type == "cpu":  # one query: 2 matmuls beat SDPA's CPU kernel
+            w = q.view(B, nkv, -1, hd) @ k.transpose(-1, -2) * hd ** -0.5  # (B, nkv, nh/nkv, Tk): GQA as groups
+            w = (w if mask is None else w.masked_fill(~mask, float("-inf"))).float().softmax(-1).to(v.dtype)
+            return self.c_proj((w @ v).view(B, T, C))  # (B, nkv, nh/nkv, hd) -> (B, 1, C)
         # mask None: causality only. SDPA's is_causal aligns the query block to the first key: right for a prefill
         # (t0 = 0), not needed for one decoding query. GQA: query head h reads key/value head h // (nh / nkv)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
@@ -181,9 +185,8 @@ class GPT(nn.Module):
 
     def forward(self, idx, valid=None, cache=None, last_only=False, targets=None):
         """idx (B, T) token ids -> fp32 logits (B, T, V), or (B, 1, V) with last_only. valid (B, T) bool: False
-        marks left padding. cache: a KVCache to read from and append to. targets (B, T): return log p(targets[b, t]
-        | idx[b, :t+1]) (B, T) in fp32 instead, LOGIT_CHUNK logits at a time and recomputed in backward, so the
-        (B, T, V) logits never exist at once (at a 150k vocabulary the largest tensor of RL training)."""
+        marks left padding. cache: a KVCache to read from and append to. targets (B, T): log p(targets[b, t] | idx[b,
+        :t+1]) (B, T) in fp32 instead, LOGIT_CHUNK logits at a time (recomputed in backward), never all (B, T, V)."""
         B, T = idx.shape
         t0 = cache.t if cache is not None else 0
         if t0 + T > self.config.block_size:
@@ -245,7 +248,6 @@ class GPT(nn.Module):
                else logp(h[i:i + rows], t[i:i + rows]) for i in range(0, len(t), rows)]
         return torch.cat(out).view(targets.shape)  # (B, T)
 
-    @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, valid=None, eos_id=None,
                  pad_id=None, generator=None, logprobs=False):
         """Continue each row of idx (B, T) by up to max_new_tokens -> (B, T + n): batched prefill into a KVCache, then

@@ -242,8 +242,7 @@ def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, gen
 
 def token_logprobs(model, tokens):
     """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
-    # fp32; the model computes log_softmax(logits).gather(targets) a few hundred positions at a time, so the
-    # (N, T-1, V) logits never exist at once (25 GiB for a 150k vocabulary at docs/real-model.md's recipe)
+    # fp32, a few hundred positions at a time: the (N, T-1, V) logits never exist at once (25 GiB at a 150k vocab)
     lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1)
     return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
 
@@ -287,10 +286,8 @@ def evaluate(model, tok, task, problems, max_new, batch=500, temperature=0.0, se
     t1, t2 = sum(r1) / n, sum(r2) / n
     i2c = sum(1 for a, b in zip(r1, r2) if a == 0 and b == 1) / n
     c2i = sum(1 for a, b in zip(r1, r2) if a == 1 and b == 0) / n
-    row = dict(acc_t1=t1, acc_t2=t2, delta=t2 - t1, delta_i_to_c=i2c, delta_c_to_i=c2i,
-               changed=sum(changed) / n, edit_ratio=sum(ratios) / n, n=n)
-    # Fig. 5's correction rate: the share of wrong first attempts that the second attempt fixes
-    row["fix_rate"] = i2c / max(1e-9, 1 - t1)
+    row = dict(acc_t1=t1, acc_t2=t2, delta=t2 - t1, delta_i_to_c=i2c, delta_c_to_i=c2i, changed=sum(changed) / n,
+               edit_ratio=sum(ratios) / n, n=n, fix_rate=i2c / max(1e-9, 1 - t1))  # Fig. 5's: wrong y1s fixed
     return {**row, "y1_tok": first, "edit_ratios": ratios, "samples": samples} if detail else row
 
 
