@@ -24,9 +24,12 @@ fi
 mkdir -p "$OUT"
 exec 9>>"$OUT/.train_small.lock"  # held while this script (or a run it started) lives: one writer per OUT
 "$PY" runs.py 9 train_small.sh "$OUT"  # refuses if another script or run writes into OUT, before the rm below
-start=$(date +%s)
+start=$(date +%s); phases=""
+stage() {  # one score.py stage, timed: the per-phase times are printed at the end (docs/speed.md)
+  local t=$(date +%s); "$PY" score.py --stage "$@"; phases+="$1 $(( $(date +%s) - t )) s, "
+}
 rm -f "$OUT/metrics.jsonl"
-"$PY" score.py --stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"
+stage base   "${common[@]}" --steps 300 --batch 128 --lr 3e-3 --warmup 30 "${ctx[@]}"
 # Toy departures from the paper's defaults (score.py keeps the paper's values as its defaults), chosen on the
 # validation split; see score.py's docstring:
 #   --lr 2e-4 --steps 100   Stage I: a tiny model and a minutes budget, not 5e-6 and thousands of steps (departure 1)
@@ -34,12 +37,12 @@ rm -f "$OUT/metrics.jsonl"
 #   stage2 --lr 1e-4        Stage II starts where Stage I already corrects; 2e-4 there lost more of acc@t2
 #                           (validation, seed 0, 500 problems: t2 80.6% vs 84.4% at 1e-4 after 100 steps)
 rl=(--batch 32 --k 4 --steps 100 --temperature 1.0)
-"$PY" score.py --stage stage1 "${common[@]}" --init "$OUT/base.pt"   "${rl[@]}" --lr 2e-4 --beta2 1.0
+stage stage1 "${common[@]}" --init "$OUT/base.pt"   "${rl[@]}" --lr 2e-4 --beta2 1.0
 #   stage2 --eval_every 25  keep the Stage II step with the best validation acc@t2 (departure 3)
-"$PY" score.py --stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" "${s2[@]}" --eval_every 25 --n_val 500
-"$PY" score.py --stage eval   "${common[@]}" --evaluate base,stage1,score
+stage stage2 "${common[@]}" --init "$OUT/stage1.pt" "${rl[@]}" "${s2[@]}" --eval_every 25 --n_val 500
+stage eval   "${common[@]}" --evaluate base,stage1,score
 # the picture: report.py --plot (matplotlib, installed here if missing; a few seconds)
 "$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install -q matplotlib || true
 "$PY" report.py --plot "$OUT" || echo "train_small.sh: no plot (matplotlib is missing)"
-echo "train_small.sh: done in $(( $(date +%s) - start )) s. The table: above, and $OUT/results.json" \
+echo "train_small.sh: done in $(( $(date +%s) - start )) s (${phases%, }). The table: above, and $OUT/results.json" \
   "(python report.py $OUT prints it again); the plot: $OUT/train_small.png"
