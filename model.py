@@ -192,12 +192,11 @@ class GPT(nn.Module):
         if t0 + T > self.config.block_size:
             raise ValueError(f"sequence of {t0 + T} tokens exceeds the model's context of "
                              f"{self.config.block_size} tokens (block_size)")
-        if cache is not None and T == 1 and valid is None:
-            # decoding: one real token per row, no mask building; padded keys (if any) masked by a view of the cache
+        if cache is not None and T == 1 and valid is None:  # decoding: one real token per row, no mask built;
             pos = cache.n_real[:, None].clone()  # (B, 1): a copy, n_real advances below
             cache.valid[:, t0] = True
             cache.n_real += 1
-            mask = cache.valid[:, None, None, :t0 + 1] if cache.padded else None  # (B, 1, 1, Tk)
+            mask = cache.valid[:, None, None, :t0 + 1] if cache.padded else None  # (B, 1, 1, Tk), a cache view
         elif cache is None and valid is None:  # training, scoring: no mask, no host sync (torch.compile's whole graph)
             pos, mask = torch.arange(T, device=idx.device)[None], None  # (1, T)
         else:

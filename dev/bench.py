@@ -5,8 +5,9 @@ dev/bench.py: speed figures of the sampler and of one RL step, measured in one r
    transformers' GPT2LMHeadModel.generate (KV cache, top_k=0: both sample the full softmax), same random weights
    (loaded by GPT.from_pretrained), prompts and lengths (no eos token). The toy GPT (4 layers, 4 heads, width 128)
    at turn 1's (10 + 48) and turn 2's (69 + 48) shapes, GPT-2 124M (16 + 32), score.sample_two_turns itself.
-2. One RL step's wall-time split at train_small.sh's setting (stage 2, 32 prompts x k 4, temperature 0.7, 48 new
-   tokens per turn): sampling, rewards, reference log-probs, update (score.rl_update).
+2. One RL step's wall-time split at train_small.sh's setting (stage 2, 32 prompts x k 4, temperature 1, max_new 40
+   for toy math, 48 for toy code): sampling, rewards, reference log-probs, update (score.rl_update), and the
+   rest of the step (prompts, the reward tensors: Python). --task toy_code grades in the sandbox.
 3. The update's FLOP/s against a large fp32 (and bf16) matmul's measured peak. FLOPs = 6 P tokens (forward 2 +
    backward 4 per weight that multiplies, the tied embedding once) + 6 n_layer T C tokens (causal attention, T/2
    keys per query on average); tokens = N (T - 1), padding included.
@@ -31,6 +32,7 @@ p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: tor
 p.add_argument("--quick", action="store_true", help="smoke run: one repeat, few new tokens")
 p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median), after one warm-up")
 p.add_argument("--init", default="", help="toy checkpoint for the RL step, e.g. out_small/base.pt (default: random)")
+p.add_argument("--task", choices=["toy_math", "toy_code"], default="toy_math", help="the RL step's task (--init's)")
 TASK = score.toy_task("toy_math")
 
 
@@ -78,20 +80,27 @@ def two_turns(model, tok, probs, max_new, temperature, gen):
                                       max_new, temperature, gen)
 
 
-def rl_step_split(policy, tok, repeats, device):
+def rl_step_split(policy, tok, repeats, device, task_name):
     """Seconds of each phase of train_rl's step at train_small's setting, each timed run; (N, T) of each update."""
-    args = score.p.parse_args("--stage stage2 --batch 32 --k 4 --temperature 0.7 --lr 2e-4 --max_new 48".split())
-    args.device = device
+    max_new = 48 if task_name == "toy_code" else 40
+    args = score.p.parse_args(f"--stage stage2 --batch 32 --k 4 --temperature 1 --lr 1e-4 --max_new {max_new}".split())
+    args.device, task = device, score.toy_task(task_name)
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, weight_decay=0.0, fused=device.type == "cuda")
-    problems = TASK.module.problems("train", args.batch * (repeats + 1), seed=0)
+    problems = task.module.problems("train", args.batch * (repeats + 1), seed=0)
     gen, laps = torch.Generator(device=device).manual_seed(0), []
     for r in range(repeats + 1):
-        probs = [q for q in problems[r * args.batch:(r + 1) * args.batch] for _ in range(args.k)]  # N, grouped
         t = [now(device)]
-        s = two_turns(policy, tok, probs, args.max_new, args.temperature, gen)
+        probs = [q for q in problems[r * args.batch:(r + 1) * args.batch] for _ in range(args.k)]  # N, grouped
+        prompts = [tok.encode(q["prompt"]) for q in probs]
         t.append(now(device))
-        r1, r2 = (torch.tensor(score.rewards_of(s[y], probs), device=device) for y in ("y1", "y2"))  # (N,) each
+        policy.eval()
+        with autocast(device):  # as train_rl samples
+            s = score.sample_two_turns(policy, tok, prompts, task.instruction, args.max_new, args.temperature, gen)
+        t.append(now(device))
+        r = score.rewards_of(s["y1"] + s["y2"], probs + probs)  # one grading call, as train_rl
+        t.append(now(device))
+        r1, r2 = torch.tensor(r, device=device).view(2, -1)  # (N,), (N,)
         t.append(now(device))
         with torch.inference_mode(), autocast(device):
             ref_lp = score.token_logprobs(ref, s["tokens"])  # (N, T)
@@ -99,11 +108,15 @@ def rl_step_split(policy, tok, repeats, device):
         score.rl_update(args, policy.train(), opt, s, r1, r2, ref_lp)
         laps.append([b - a for a, b in zip(t, t[1:] + [now(device)])] + [tuple(s["tokens"].shape)])
     *phases, shapes = zip(*laps[1:])  # run 0 is the warm-up
-    return dict(zip(("sampling", "rewards", "reference log-probs", "update (fwd+bwd+AdamW)"), phases)), shapes
+    names = ("prompts (Python)", "sampling", "rewards (grading)", "reward tensors (Python)", "reference log-probs",
+             "update (fwd+bwd+AdamW)")
+    return dict(zip(names, phases)), shapes
 
 
 def main():
     args = p.parse_args()
+    if args.task == "toy_code" and not args.init:
+        p.error("--task toy_code needs --init, a toy-code checkpoint (e.g. TASK=toy_code train_small.sh's stage1.pt)")
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device, reps, th = get_device(args.device or None), 1 if args.quick else args.repeats, torch.get_num_threads()
     transformers.logging.set_verbosity_error()  # min_new_tokens without an eos token is intended here
@@ -125,10 +138,10 @@ def main():
     print(f"| two-turn sampler, toy, 64 toy-math prompts | 10 + {toy_new}, then ~69 + {toy_new} | {n / t:,.0f} | | |")
 
     policy, state = load_checkpoint(args.init) if args.init else (ours, {"tokenizer": tok.describe()})  # 2. the RL step
-    times, updates = rl_step_split(policy.to(device), from_description(state["tokenizer"]), reps, device)
+    times, updates = rl_step_split(policy.to(device), from_description(state["tokenizer"]), reps, device, args.task)
     split = {k: statistics.median(v) for k, v in times.items()}
     total = sum(split.values())
-    print(f"\n### RL step, stage 2, 32 prompts x k 4, toy model, {args.init or 'random weights'} ({updates[0][0]} "
+    print(f"\n### RL step, stage 2, 32 prompts x k 4, {args.task}, {args.init or 'random weights'} ({updates[0][0]} "
           f"sequences of {updates[0][1]} tokens)\n\n| phase | seconds | share |\n|---|---|---|")
     for name, t in list(split.items()) + [("total", total)]:
         print(f"| {name} | {t:.3f} | {100 * t / total:.0f}% |")
