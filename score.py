@@ -51,7 +51,6 @@ import math
 import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import torch
@@ -243,7 +242,8 @@ def sample_two_turns(model, tok, prompts, instruction, max_new, temperature, gen
 
 def token_logprobs(model, tokens):
     """log p(tokens[t] | tokens[<t]) for every t >= 1, placed at t: (N, T), column 0 is 0."""
-    lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1), fp32, never the whole (N, T-1, V) logits at once
+    # fp32, a few hundred positions at a time: the (N, T-1, V) logits never exist at once (25 GiB at a 150k vocab)
+    lp = model(tokens[:, :-1], targets=tokens[:, 1:])  # (N, T-1)
     return F.pad(lp, (1, 0))  # (N, T): aligned with tokens and the sampler's masks
 
 
@@ -499,10 +499,7 @@ def train_rl(args, log):
         return row
     if args.eval_every and args.val_start and not start and args.master:
         log(validate(dict(stage=args.stage, step=0)))
-    def reference_logprobs(tokens):  # the frozen reference (no autograd at all), in a thread beside the grading:
-        with torch.inference_mode(), autocast(args.device):  # toy code is graded by sandbox processes, and graders
-            return token_logprobs(ref, tokens)  # (N, T)       # keep the main thread (math-verify's timeout alarm)
-    t0, ntok, skips, scorer = time.time(), 0, 0, ThreadPoolExecutor(1)
+    t0, ntok, skips = time.time(), 0, 0
     for step in tqdm(range(start, args.steps), desc=args.stage, disable=None if args.master else True):
         for gr in opt.param_groups:
             gr["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
@@ -513,11 +510,12 @@ def train_rl(args, log):
             s = sample_two_turns(policy, tok, [tok.encode(q["prompt"]) for q in probs], task.instruction,
                                  args.max_new, args.temperature, gen, second=args.stage != "single")
         policy.train()
-        scoring = scorer.submit(reference_logprobs, s["tokens"])  # (N, T) when done; meanwhile, the rewards
         y2 = s["y2"] if args.stage != "single" else []  # one grading call: a y2 that repeats y1 runs once
         r = rewards_of(s["y1"] + y2, probs + probs[:len(y2)]) + [0.0] * (len(probs) - len(y2))
         r1, r2 = torch.tensor(r, device=args.device).view(2, -1)  # (N,), (N,)
-        kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, scoring.result())
+        with torch.inference_mode(), autocast(args.device):  # the frozen reference: no autograd at all
+            ref_lp = token_logprobs(ref, s["tokens"])  # (N, T)
+        kl1, kl2, grad_norm = rl_update(args, model, opt, s, r1, r2, ref_lp)
         skips = check_skips(skips, bool(torch.isfinite(grad_norm)), step + 1)
         sums = torch.stack([r1.sum(), r2.sum(), kl1.sum(), kl2.sum(), (s["m1"] + s["m2"]).sum()])
         if args.ddp:  # log the combined batch, not rank 0's share
