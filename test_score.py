@@ -1916,14 +1916,14 @@ def _wait_for_lock(path, proc, timeout=60):
     t0 = time.time()
     while not (path.exists() and path.read_text().startswith(f"pid {proc.pid} ")):
         assert proc.poll() is None and time.time() - t0 < timeout, "the first run never took its lock"
-        time.sleep(0.1)
+        time.sleep(0.01)
 
 
 def test_second_run_into_the_same_out_and_name_refuses_and_the_first_keeps_its_files(tmp_path):
     """Two real processes: while run A (seed 0) holds .base.lock, run B (seed 1, same --out and name) and
     `OUT=D bash train_small.sh` exit non-zero naming A, and touch nothing: A ends with its own rows, once each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    a = subprocess.Popen(_score_cmd(tmp_path, "--steps", "8", "--ckpt_every", "4"), env=env,
+    env, steps = {**os.environ, "OMP_NUM_THREADS": "1"}, 400  # enough steps that A is still running when seen
+    a = subprocess.Popen(_score_cmd(tmp_path, "--steps", str(steps), "--ckpt_every", "4"), env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_lock(tmp_path / ".base.lock", a)
     os.kill(a.pid, signal.SIGSTOP)  # A stays mid-run, holding its lock, for as long as the test needs
@@ -1945,9 +1945,9 @@ def test_second_run_into_the_same_out_and_name_refuses_and_the_first_keeps_its_f
     assert sh.returncode != 0 and f"held by pid {a.pid} " in sh.stderr and "base model" not in sh.stdout, sh.stderr
     assert after == before  # neither B nor the script wrote, removed or touched anything of A's
     rows = [json.loads(r) for r in open(tmp_path / "metrics.jsonl")]
-    assert [(r["step"], r["seed"]) for r in rows] == [(s, 0) for s in range(1, 9)]
+    assert [(r["step"], r["seed"]) for r in rows] == [(s, 0) for s in range(1, steps + 1)]
     _, state = load_checkpoint(tmp_path / "base_last.pt")
-    assert state["run"]["seed"] == 0 and state["step"] == 8
+    assert state["run"]["seed"] == 0 and state["step"] == steps
 
 
 def test_a_killed_run_leaves_its_lock_free_and_resume_is_bit_identical(tmp_path):
