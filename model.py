@@ -11,7 +11,8 @@ Departures from nanoGPT / HF, numbered:
   3. Llama/Qwen2: plain RoPE only (no Llama-3.1 or YaRN scaling), no sliding window, no attention/mlp bias;
      RMSNorm's eps is layer_norm_epsilon (one eps field for either norm).
   4. RoPE's angles are computed in fp32 from the position ids on every forward (no cached table, so bf16 never
-     rounds them); grouped-query attention is SDPA's enable_gqa (torch >= 2.5), not repeated keys and values.
+     rounds them); grouped-query attention: SDPA's enable_gqa (torch >= 2.5), or query groups when decoding on a
+     CPU; never repeated keys and values.
 
 Try it:  python -c "from model import GPT, GPTConfig; m = GPT(GPTConfig()); print(m.num_params())"
 """
@@ -192,7 +193,7 @@ class GPT(nn.Module):
         if t0 + T > self.config.block_size:
             raise ValueError(f"sequence of {t0 + T} tokens exceeds the model's context of "
                              f"{self.config.block_size} tokens (block_size)")
-        if cache is not None and T == 1 and valid is None:  # decoding: one real token per row, no mask built;
+        if cache is not None and T == 1 and valid is None:  # decoding: one real token per row, no mask built
             pos = cache.n_real[:, None].clone()  # (B, 1): a copy, n_real advances below
             cache.valid[:, t0] = True
             cache.n_real += 1
